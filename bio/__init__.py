@@ -1,0 +1,1 @@
+"""BioALBERT: biomedical corpora, NER datasets, metrics and export on top of `albert`."""

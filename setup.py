@@ -1,0 +1,28 @@
+"""BioALBERT: ALBERT (TF 2.15 port) for biomedical named entity recognition."""
+from setuptools import find_packages, setup
+
+setup(
+    name="bioalbert",
+    version="0.1.0",
+    description="A TensorFlow 2.15 port of ALBERT with a BioALBERT layer for "
+                "biomedical pretraining and named entity recognition.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["albert", "albert.*", "bio", "bio.*"]),
+    py_modules=["create_pretraining_data", "run_pretraining", "run_ner"],
+    package_data={"albert": ["configs/*.json"]},
+    install_requires=[
+        "tensorflow==2.15.1",
+        "tensorflow-text==2.15.0",
+        "sentencepiece",
+        "absl-py",
+        "seqeval",
+        "numpy>=1.23,<2",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "beam": ["apache-beam[tfrecord]"],
+    },
+)
