@@ -1,0 +1,155 @@
+"""TPUEstimator plumbing shared by run_pretraining.py and run_ner.py.
+
+Upstream rebuilds the cluster resolver, RunConfig and TPUEstimator in every
+run_*.py; here the TPU flags are defined once and the estimator is built by
+one function, so the scripts only hold what is specific to their task.
+"""
+import time
+
+from absl import flags
+from absl import logging
+import tensorflow.compat.v1 as tf
+
+from albert import modeling
+
+
+def define_tpu_flags(iterations_per_loop=1000, save_checkpoints_steps=5000,
+                     keep_checkpoint_max=5):
+  """Defines upstream's TPU and checkpointing flags with per-script defaults."""
+  flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
+  flags.DEFINE_string(
+      "tpu_name", None,
+      "The Cloud TPU to use: the name given when creating it, or a "
+      "grpc://ip.address.of.tpu:8470 url.")
+  flags.DEFINE_string(
+      "tpu_zone", None,
+      "[Optional] GCE zone of the Cloud TPU; detected from metadata if unset.")
+  flags.DEFINE_string(
+      "gcp_project", None,
+      "[Optional] GCP project of the Cloud TPU; detected from metadata if "
+      "unset.")
+  flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
+  flags.DEFINE_integer(
+      "num_tpu_cores", 8,
+      "Only used if `use_tpu` is True. Total number of TPU cores to use.")
+  flags.DEFINE_integer("iterations_per_loop", iterations_per_loop,
+                       "How many steps to make in each estimator call.")
+  flags.DEFINE_integer("save_checkpoints_steps", save_checkpoints_steps,
+                       "How often to save the model checkpoint.")
+  flags.DEFINE_integer("keep_checkpoint_max", keep_checkpoint_max,
+                       "How many checkpoints to keep.")
+
+
+def make_run_config(flags_obj, output_dir):
+  """A TPU RunConfig from the flags defined by `define_tpu_flags`."""
+  cluster = None
+  if flags_obj.use_tpu and flags_obj.tpu_name:
+    cluster = tf.distribute.cluster_resolver.TPUClusterResolver(
+        flags_obj.tpu_name, zone=flags_obj.tpu_zone,
+        project=flags_obj.gcp_project)
+  per_host = tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2
+  return tf.estimator.tpu.RunConfig(
+      cluster=cluster,
+      master=flags_obj.master,
+      model_dir=output_dir,
+      save_checkpoints_steps=flags_obj.save_checkpoints_steps,
+      keep_checkpoint_max=flags_obj.keep_checkpoint_max,
+      tpu_config=tf.estimator.tpu.TPUConfig(
+          iterations_per_loop=flags_obj.iterations_per_loop,
+          num_shards=flags_obj.num_tpu_cores,
+          per_host_input_for_training=per_host))
+
+
+def make_estimator(model_fn, flags_obj, output_dir, train_batch_size,
+                   eval_batch_size, predict_batch_size=None, params=None):
+  """A TPUEstimator that falls back to CPU/GPU when --use_tpu=false."""
+  return tf.estimator.tpu.TPUEstimator(
+      use_tpu=flags_obj.use_tpu,
+      model_fn=model_fn,
+      config=make_run_config(flags_obj, output_dir),
+      params=params,
+      train_batch_size=train_batch_size,
+      eval_batch_size=eval_batch_size,
+      predict_batch_size=predict_batch_size or eval_batch_size)
+
+
+def init_from_checkpoint(init_checkpoint, use_tpu, num_of_group=1):
+  """Restores trainable variables found in `init_checkpoint`.
+
+  Returns (scaffold_fn, initialized_variable_names). On TPU the restore must
+  run inside the scaffold, so it is deferred to `scaffold_fn`. Every trainable
+  variable is logged as restored or freshly initialised.
+  """
+  tvars = tf.trainable_variables()
+  scaffold_fn = None
+  initialized = {}
+  if init_checkpoint:
+    assignment_map, initialized = modeling.get_assignment_map_from_checkpoint(
+        tvars, init_checkpoint, num_of_group)
+    if num_of_group == 0:
+      assignment_maps = [assignment_map]
+    else:
+      assignment_maps = [assignment_map[gid] for gid in range(num_of_group)]
+
+    def restore():
+      for amap in assignment_maps:
+        tf.train.init_from_checkpoint(init_checkpoint, amap)
+
+    if use_tpu:
+      def tpu_scaffold():
+        restore()
+        return tf.train.Scaffold()
+      scaffold_fn = tpu_scaffold
+    else:
+      restore()
+
+  fresh = 0
+  logging.info("**** Trainable Variables ****")
+  for var in tvars:
+    if var.name in initialized:
+      note = ", *INIT_FROM_CKPT*"
+    else:
+      note = ", *FRESH*" if init_checkpoint else ""
+      fresh += 1
+    logging.info("  name = %s, shape = %s%s", var.name, var.shape, note)
+  if init_checkpoint:
+    logging.info("Restored %d of %d trainable variables from %s; %d fresh.",
+                 len(tvars) - fresh, len(tvars), init_checkpoint, fresh)
+  return scaffold_fn, initialized
+
+
+class ThroughputHook(tf.estimator.SessionRunHook):
+  """Logs steps/s, examples/s and an ETA every `every_n_steps` steps."""
+
+  def __init__(self, batch_size, max_steps, every_n_steps=100):
+    self._batch_size = batch_size
+    self._max_steps = max_steps
+    self._every = max(1, every_n_steps)
+    self._last = None
+
+  def begin(self):
+    self._global_step = tf.train.get_or_create_global_step()
+
+  def before_run(self, run_context):
+    return tf.estimator.SessionRunArgs(self._global_step)
+
+  def after_run(self, run_context, run_values):
+    step = int(run_values.results)
+    now = time.time()
+    if self._last is None:
+      self._last = (step, now)
+      return
+    last_step, last_time = self._last
+    if step - last_step < self._every:
+      return
+    steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
+    eta = (self._max_steps - step) / steps_per_sec if self._max_steps else 0.0
+    logging.info("step %d/%s: %.3f steps/s, %.1f examples/s, ETA %s",
+                 step, self._max_steps, steps_per_sec,
+                 steps_per_sec * self._batch_size, format_seconds(eta))
+    self._last = (step, now)
+
+
+def format_seconds(seconds):
+  seconds = int(max(seconds, 0))
+  return "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
