@@ -20,6 +20,8 @@ setup(
         "absl-py",
         "seqeval",
         "numpy>=1.23,<2",
+        # Sentence splitting of biomedical text (see README: measured choice).
+        "blingfire==0.1.8",
     ],
     extras_require={
         "test": ["pytest"],
