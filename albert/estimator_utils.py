@@ -48,12 +48,19 @@ def make_run_config(flags_obj, output_dir):
         flags_obj.tpu_name, zone=flags_obj.tpu_zone,
         project=flags_obj.gcp_project)
   per_host = tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2
+  # TPUEstimator logs loss and steps/s every ceil(log_step_count_steps /
+  # iterations_per_loop) session runs. Off TPU a run is one step, so scale it
+  # to keep logging every 100 steps instead of every step.
+  log_steps = 100
+  if not flags_obj.use_tpu:
+    log_steps *= max(1, flags_obj.iterations_per_loop)
   return tf.estimator.tpu.RunConfig(
       cluster=cluster,
       master=flags_obj.master,
       model_dir=output_dir,
       save_checkpoints_steps=flags_obj.save_checkpoints_steps,
       keep_checkpoint_max=flags_obj.keep_checkpoint_max,
+      log_step_count_steps=log_steps,
       tpu_config=tf.estimator.tpu.TPUConfig(
           iterations_per_loop=flags_obj.iterations_per_loop,
           num_shards=flags_obj.num_tpu_cores,
