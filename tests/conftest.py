@@ -46,3 +46,53 @@ def spm_model_file(pubmed_dir, tmp_path_factory):
   prefix = str(tmp_path_factory.mktemp("spm") / "bio1k")
   return train_spm.train_sentencepiece_from_texts(texts, prefix,
                                                   vocab_size=1000)
+
+
+_SERVE_CODE = r"""
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # registers the SentencePiece ops
+loaded = tf.saved_model.load(EXPORT_DIR)
+texts = json.loads(TEXTS)
+out = loaded.signatures["serving_default"](text=tf.constant(texts, tf.string))
+out = {k: v.numpy() for k, v in out.items()}
+result = []
+for i in range(len(texts)):
+  n = int(out["num_entities"][i])
+  result.append([[int(out["starts"][i][j]), int(out["ends"][i][j]),
+                  out["types"][i][j].decode(), float(out["scores"][i][j]),
+                  out["texts"][i][j].decode()] for j in range(n)])
+leaked = sorted(m for m in sys.modules if m.split(".")[0] in ("albert", "bio"))
+print(json.dumps({"entities": result, "leaked": leaked,
+                  "signatures": sorted(loaded.signatures.keys())}))
+"""
+
+
+def _run_python(code, timeout=300):
+  """Runs `code` in a fresh interpreter (outside the repo, so nothing of the
+  project is importable by accident); returns its last stdout line as JSON."""
+  import json
+  import subprocess
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                        text=True, timeout=timeout, cwd="/")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def run_python():
+  return _run_python
+
+
+@pytest.fixture(scope="session")
+def serve_texts():
+  """f(export_dir, texts) -> served entities, from a fresh process that
+  imports only tensorflow and tensorflow_text."""
+  import json
+
+  def serve(export_dir, texts):
+    code = _SERVE_CODE.replace("EXPORT_DIR", repr(export_dir)).replace(
+        "TEXTS", repr(json.dumps(texts)))
+    return _run_python(code)
+
+  return serve
