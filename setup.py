@@ -25,6 +25,6 @@ setup(
     ],
     extras_require={
         "test": ["pytest"],
-        "beam": ["apache-beam[tfrecord]"],
+        "beam": ["apache-beam[tfrecord]==2.77.0"],
     },
 )
