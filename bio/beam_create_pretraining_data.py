@@ -35,7 +35,6 @@ import apache_beam as beam
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
 import tensorflow.compat.v1 as tf
 
 from albert import create_pretraining_data as cpd
@@ -203,19 +202,6 @@ def build_pipeline(pipeline, jobs, tokenizer_args, options, report_file,
   return results
 
 
-def counters(result):
-  """{metric name: value} of this module's counters after a run."""
-  values = {}
-  query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
-  for counter in query["counters"]:
-    value = counter.committed
-    if value is None:
-      value = counter.attempted
-    name = counter.key.metric.name
-    values[name] = values.get(name, 0) + value
-  return values
-
-
 def default_report_file(output_files):
   return FileSystems.join(FileSystems.split(output_files[0])[0], REPORT_NAME)
 
@@ -238,7 +224,7 @@ def run(input_files, output_files, tokenizer_args, random_seed,
                  skip_existing)
   result = pipeline.run()
   result.wait_until_finish()
-  values = counters(result)
+  values = beam_prepare_corpus.counters(result, NAMESPACE)
   with FileSystems.open(
       report_file, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     report = json.loads(f.read().decode("utf-8"))

@@ -75,46 +75,10 @@ FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS):
-  """Defines the CLI flags (on `flag_values`, the global FLAGS by default).
-
-  Not defined here, so that they reach Beam: --num_workers and every other
-  pipeline option.
-  """
-  kw = {"flag_values": flag_values}
-  flags.DEFINE_enum("source", None, ["pubmed", "pmc"],
-                    "Input kind: PubMed/MEDLINE XML or PMC OA articles.", **kw)
-  flags.DEFINE_string(
-      "input", None,
-      "Comma-separated globs or directories of input files, local or on a "
-      "Beam filesystem (gs://...).", **kw)
-  flags.DEFINE_string("output_dir", None,
-                      "Where shards and manifest go (local or gs://...).",
-                      **kw)
-  flags.DEFINE_integer("shard_docs", 0,
-                       "Documents per shard at most (0: no limit).", **kw)
-  flags.DEFINE_integer("shard_bytes", 64 << 20,
-                       "Bytes per shard at most (0: no limit).", **kw)
-  flags.DEFINE_integer("min_line_chars", corpus_clean.MIN_LINE_CHARS,
-                       "Lines shorter than this are dropped (paper: 20).",
-                       **kw)
-  flags.DEFINE_bool("pubmed_abstract_labels", False,
-                    "Write structured-abstract labels as 'LABEL: text'.",
-                    **kw)
-  flags.DEFINE_bool("pubmed_dedup", True,
-                    "Baseline + updates semantics: each PMID once, at its "
-                    "latest record; a later DeleteCitation removes it.", **kw)
-  flags.DEFINE_bool("pmc_captions", False,
-                    "PMC: include figure and table captions.", **kw)
-  flags.DEFINE_bool("pmc_section_titles", False,
-                    "PMC: include section titles as lines.", **kw)
-  flags.DEFINE_bool("pmc_txt_front", False,
-                    "PMC .txt: also take the '==== Front' part.", **kw)
-  flags.DEFINE_integer("unit_bytes", 128 << 20,
-                       "Loose PMC files are grouped into units of about this "
-                       "many input bytes (local inputs only).", **kw)
-  flags.DEFINE_bool("strict", False,
-                    "Exit with status 3 if any input could not be read.",
-                    **kw)
+  """bio.prepare_corpus's corpus flags (on `flag_values`, the global FLAGS by
+  default). --num_workers and every other pipeline option are left
+  undefined, so that they reach Beam."""
+  prepare_corpus.define_corpus_flags(flag_values)
 
 
 # ------------------------------------------------------------------ files ---
@@ -126,7 +90,7 @@ def is_remote(path):
 
 def order_key(path):
   """The processing order of input files: bio.prepare_corpus's."""
-  return prepare_corpus._natural_key(path)  # pylint: disable=protected-access
+  return prepare_corpus.file_order_key(path)
 
 
 def _wanted(path, source):
@@ -342,7 +306,7 @@ class ProcessUnitFn(beam.DoFn):
           "inputs": [local_of[p] for p in unit["inputs"]],
           "settings": dict(self._settings, output_dir=out),
           "drop": drop,
-          "fingerprint": prepare_corpus._fingerprint(  # pylint: disable=protected-access
+          "fingerprint": prepare_corpus.unit_fingerprint(
               self._settings, drop),
       }
       part = prepare_corpus.process_unit(spec)
@@ -462,10 +426,10 @@ def build_pipeline(pipeline, settings, files):
               [u["unit"] for u in units], header, settings["output_dir"]))
 
 
-def counters(result):
-  """{counter name: value} of this module's Beam counters after a run."""
+def counters(result, namespace=NAMESPACE):
+  """{counter name: value} of a namespace's Beam counters after a run."""
   values = {}
-  query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
+  query = result.metrics().query(MetricsFilter().with_namespace(namespace))
   for counter in query["counters"]:
     value = counter.committed
     if value is None:

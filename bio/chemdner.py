@@ -77,6 +77,20 @@ def converter_version():
 def read_abstracts(path):
   """PMID -> {"T": title, "A": abstract}, in file order."""
   docs = collections.OrderedDict()
+  for line_no, fields in _tsv_rows(path, "PMID<TAB>title<TAB>abstract"):
+    pmid = fields[0].strip()
+    if not pmid:
+      raise ChemdnerFormatError(path, line_no, "empty PMID")
+    if pmid in docs:
+      raise ChemdnerFormatError(path, line_no, "duplicate PMID %s" % pmid)
+    docs[pmid] = {"T": fields[1], "A": fields[2]}
+  return docs
+
+
+def _tsv_rows(path, layout):
+  """(line number, fields) of each non-blank line, with as many
+  tab-separated fields as `layout` names; errors give file:line."""
+  expected = layout.count("<TAB>") + 1
   with open(path, "rb") as f:
     for line_no, raw in enumerate(f, 1):
       try:
@@ -87,61 +101,43 @@ def read_abstracts(path):
       if not line.strip():
         continue
       fields = line.split("\t")
-      if len(fields) != 3:
+      if len(fields) != expected:
         raise ChemdnerFormatError(
-            path, line_no, "expected PMID<TAB>title<TAB>abstract, found %d "
-            "column(s)" % len(fields))
-      pmid = fields[0].strip()
-      if not pmid:
-        raise ChemdnerFormatError(path, line_no, "empty PMID")
-      if pmid in docs:
-        raise ChemdnerFormatError(path, line_no, "duplicate PMID %s" % pmid)
-      docs[pmid] = {"T": fields[1], "A": fields[2]}
-  return docs
+            path, line_no, "expected %s, found %d column(s)" %
+            (layout, len(fields)))
+      yield line_no, fields
 
 
 def read_annotations(path, docs):
   """(PMID, section) -> [Entity], checking offsets against the text."""
   anns = collections.defaultdict(list)
-  with open(path, "rb") as f:
-    for line_no, raw in enumerate(f, 1):
-      try:
-        line = raw.decode("utf-8").rstrip("\r\n")
-      except UnicodeDecodeError as e:
-        raise ChemdnerFormatError(path, line_no,
-                                  "not valid UTF-8 (%s)" % e.reason) from e
-      if not line.strip():
-        continue
-      fields = line.split("\t")
-      if len(fields) != 6:
-        raise ChemdnerFormatError(
-            path, line_no, "expected PMID<TAB>T|A<TAB>start<TAB>end<TAB>text"
-            "<TAB>class, found %d column(s)" % len(fields))
-      pmid, section, start, end, text, cls = fields
-      if pmid not in docs:
-        raise ChemdnerFormatError(path, line_no,
-                                  "PMID %s is not in the abstracts" % pmid)
-      if section not in ("T", "A"):
-        raise ChemdnerFormatError(path, line_no,
-                                  "section must be T or A, got %r" % section)
-      try:
-        start, end = int(start), int(end)
-      except ValueError as e:
-        raise ChemdnerFormatError(path, line_no,
-                                  "non-integer offset: %s" % e) from e
-      body = docs[pmid][section]
-      # start == end occurs (empty MULTIPLE annotations in the evaluation
-      # set); they are reported as unplaceable, not rejected.
-      if not 0 <= start <= end <= len(body):
-        raise ChemdnerFormatError(
-            path, line_no, "offsets %d-%d outside the %s text (length %d)" %
-            (start, end, section, len(body)))
-      if body[start:end] != text:
-        raise ChemdnerFormatError(
-            path, line_no, "text %r does not match %r at %d-%d" %
-            (text, body[start:end], start, end))
-      anns[(pmid, section)].append(
-          Entity(start, end, cls, text, "%s:%d" % (path, line_no)))
+  for line_no, fields in _tsv_rows(
+      path, "PMID<TAB>T|A<TAB>start<TAB>end<TAB>text<TAB>class"):
+    pmid, section, start, end, text, cls = fields
+    if pmid not in docs:
+      raise ChemdnerFormatError(path, line_no,
+                                "PMID %s is not in the abstracts" % pmid)
+    if section not in ("T", "A"):
+      raise ChemdnerFormatError(path, line_no,
+                                "section must be T or A, got %r" % section)
+    try:
+      start, end = int(start), int(end)
+    except ValueError as e:
+      raise ChemdnerFormatError(path, line_no,
+                                "non-integer offset: %s" % e) from e
+    body = docs[pmid][section]
+    # start == end occurs (empty MULTIPLE annotations in the evaluation
+    # set); they are reported as unplaceable, not rejected.
+    if not 0 <= start <= end <= len(body):
+      raise ChemdnerFormatError(
+          path, line_no, "offsets %d-%d outside the %s text (length %d)" %
+          (start, end, section, len(body)))
+    if body[start:end] != text:
+      raise ChemdnerFormatError(
+          path, line_no, "text %r does not match %r at %d-%d" %
+          (text, body[start:end], start, end))
+    anns[(pmid, section)].append(
+        Entity(start, end, cls, text, "%s:%d" % (path, line_no)))
   return anns
 
 

@@ -49,18 +49,18 @@ _REASONS = ("superseded", "deleted")
 FLAGS = flags.FLAGS
 
 
-def define_flags(flag_values=FLAGS):
-  """Defines the CLI flags (on `flag_values`, the global FLAGS by default)."""
+def define_corpus_flags(flag_values=FLAGS):
+  """The flags of what to read and write, shared with bio.beam_prepare_corpus."""
   kw = {"flag_values": flag_values}
   flags.DEFINE_enum("source", None, ["pubmed", "pmc"],
                     "Input kind: PubMed/MEDLINE XML or PMC OA articles.", **kw)
   flags.DEFINE_string(
       "input", None,
-      "Comma-separated globs (** allowed) or directories of input files.",
-      **kw)
-  flags.DEFINE_string("output_dir", None, "Where shards and manifest go.",
-                      **kw)
-  flags.DEFINE_integer("num_workers", 1, "Worker processes.", **kw)
+      "Comma-separated globs (** allowed) or directories of input files "
+      "(with Beam also gs://...).", **kw)
+  flags.DEFINE_string("output_dir", None,
+                      "Where shards and manifest go (with Beam also "
+                      "gs://...).", **kw)
   flags.DEFINE_integer("shard_docs", 0,
                        "Documents per shard at most (0: no limit).", **kw)
   flags.DEFINE_integer("shard_bytes", 64 << 20,
@@ -73,12 +73,7 @@ def define_flags(flag_values=FLAGS):
                     **kw)
   flags.DEFINE_bool("pubmed_dedup", True,
                     "Apply update semantics: each PMID once, at its last "
-                    "version; DeleteCitation removes it.", **kw)
-  flags.DEFINE_string("pubmed_plan", None,
-                      "Dedup plan to use, or to write with --plan_only "
-                      "(default: <output_dir>/%s)." % PLAN_FILE, **kw)
-  flags.DEFINE_bool("plan_only", False,
-                    "PubMed: build the dedup plan and stop.", **kw)
+                    "version; a later DeleteCitation removes it.", **kw)
   flags.DEFINE_bool("pmc_captions", False,
                     "PMC: include figure and table captions.", **kw)
   flags.DEFINE_bool("pmc_section_titles", False,
@@ -88,20 +83,32 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_integer("unit_bytes", 128 << 20,
                        "Loose PMC files are grouped into units of about "
                        "this many input bytes.", **kw)
+  flags.DEFINE_bool("strict", False,
+                    "Exit with status 3 if any input could not be read.",
+                    **kw)
+
+
+def define_flags(flag_values=FLAGS):
+  """Defines the CLI flags (on `flag_values`, the global FLAGS by default)."""
+  define_corpus_flags(flag_values)
+  kw = {"flag_values": flag_values}
+  flags.DEFINE_integer("num_workers", 1, "Worker processes.", **kw)
+  flags.DEFINE_string("pubmed_plan", None,
+                      "Dedup plan to use, or to write with --plan_only "
+                      "(default: <output_dir>/%s)." % PLAN_FILE, **kw)
+  flags.DEFINE_bool("plan_only", False,
+                    "PubMed: build the dedup plan and stop.", **kw)
   flags.DEFINE_integer("num_hosts", 1, "Machines sharing the file list.",
                        **kw)
   flags.DEFINE_integer("host_index", 0, "This machine's index, from 0.",
                        **kw)
   flags.DEFINE_integer("progress_secs", 15,
                        "Seconds between progress lines.", **kw)
-  flags.DEFINE_bool("strict", False,
-                    "Exit with status 3 if any input could not be read.",
-                    **kw)
 
 
 # ---------------------------------------------------------------- inputs ---
 
-def _natural_key(path):
+def file_order_key(path):
   return (os.path.basename(path), path)
 
 
@@ -128,7 +135,7 @@ def expand_inputs(patterns, source, exclude_dir=None):
     files = {p for p in files if not p.startswith(inside)}
   if not files:
     raise app.UsageError("--input: no input files outside --output_dir")
-  return sorted(files, key=_natural_key)
+  return sorted(files, key=file_order_key)
 
 
 def _stem(path):
@@ -348,7 +355,7 @@ def _hms(seconds):
   return "%d:%02d:%02d" % (seconds // 3600, seconds // 60 % 60, seconds % 60)
 
 
-def _fingerprint(settings, drop):
+def unit_fingerprint(settings, drop):
   keys = ("source", "min_line_chars", "abstract_labels", "dedup",
           "pmc_captions", "pmc_section_titles", "pmc_txt_front",
           "shard_docs", "shard_bytes")
@@ -394,7 +401,7 @@ def _run(settings, files, pool, progress_queue, report):
   todo, parts = [], {}
   for unit in units:
     drop = drop_of[unit["inputs"][0]] if len(unit["inputs"]) == 1 else None
-    fingerprint = _fingerprint(settings, drop)
+    fingerprint = unit_fingerprint(settings, drop)
     part = shards.load_complete_part(output_dir, unit["unit"], fingerprint,
                                      unit["inputs"])
     if part is not None:
