@@ -42,6 +42,7 @@ from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from albert import file_utils
 from albert import tokenization
 
 # Instances are written in this many-record batches between flushes. Upstream
@@ -676,16 +677,7 @@ def expand_input_patterns(input_file):
 
   Raises InputError if a pattern matches nothing.
   """
-  patterns = [p.strip() for p in input_file.split(",") if p.strip()]
-  if not patterns:
-    raise InputError("no input file given")
-  paths = []
-  for pattern in patterns:
-    matched = sorted(tf.io.gfile.glob(pattern))
-    if not matched:
-      raise InputError("input pattern matches no file: %s" % pattern)
-    paths.extend(matched)
-  return paths
+  return file_utils.expand_globs(input_file, InputError, "input")
 
 
 def _instances(input_files, tokenizer, options, rng, np_rng):

@@ -18,6 +18,7 @@ from absl import logging
 import tensorflow.compat.v1 as tf
 
 from albert import estimator_utils
+from albert import file_utils
 from albert import modeling
 from albert import optimization
 
@@ -346,22 +347,12 @@ def _decode_record(record, name_to_features):
 
 
 def expand_input_files(input_file):
-  """The sorted files matched by a comma-separated list of globs.
+  """Files of --input_file (comma-separated globs), each glob's sorted.
 
-  Unlike upstream, a pattern that matches nothing is an error: it is almost
-  always a typo, and silently training on fewer shards is worse.
+  Unlike upstream, a pattern that matches nothing is an error.
   """
-  patterns = [p.strip() for p in (input_file or "").split(",") if p.strip()]
-  if not patterns:
-    raise PretrainingInputError("--input_file is empty.")
-  input_files = []
-  for pattern in patterns:
-    matched = sorted(tf.io.gfile.glob(pattern))
-    if not matched:
-      raise PretrainingInputError(
-          "--input_file pattern %r matches no file." % pattern)
-    input_files.extend(matched)
-  return input_files
+  return file_utils.expand_globs(input_file, PretrainingInputError,
+                                 "--input_file")
 
 
 def check_input_file(path, max_seq_length, max_predictions_per_seq,

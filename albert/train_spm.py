@@ -28,6 +28,7 @@ from absl import logging
 import sentencepiece as spm
 import tensorflow.compat.v1 as tf
 
+from albert import file_utils
 from albert import tokenization
 
 CONTROL_SYMBOLS = ["[CLS]", "[SEP]", "[MASK]"]
@@ -84,20 +85,7 @@ def parse_extra_args(extra_args):
 
 def expand_input_files(input_files):
   """Expands a comma-separated string or list of paths/globs to sorted paths."""
-  if isinstance(input_files, str):
-    patterns = input_files.split(",")
-  else:
-    patterns = list(input_files)
-  patterns = [p.strip() for p in patterns if p and p.strip()]
-  if not patterns:
-    raise ValueError("No input files given.")
-  paths = []
-  for pattern in patterns:
-    matched = sorted(tf.io.gfile.glob(pattern))
-    if not matched:
-      raise FileNotFoundError("Input file not found (no match): %s" % pattern)
-    paths.extend(matched)
-  return paths
+  return file_utils.expand_globs(input_files, FileNotFoundError, "--input")
 
 
 class _Corpus(object):

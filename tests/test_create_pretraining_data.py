@@ -495,7 +495,7 @@ def test_script(corpus, single_output, sharded_dirs, tmp_path):
 
   expected = {
       "empty": empty + ": no text to use",
-      "no_match": "input pattern matches no file: " + os.path.join(
+      "no_match": "input pattern %r matches no file" % os.path.join(
           work, "nothing-*.txt"),
       "bad_utf8": bad + ":3: not valid UTF-8 (byte 0xff at column 8",
       "too_long": "--max_seq_length=128 exceeds max_position_embeddings=32",
