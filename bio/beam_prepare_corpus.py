@@ -57,7 +57,6 @@ from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from bio import corpus_clean
 from bio import pmc
 from bio import prepare_corpus
 from bio import pubmed
