@@ -481,23 +481,14 @@ def run(settings, pipeline_args=()):
 
 def settings_from_flags(fv=FLAGS):
   """Validated settings (bio.prepare_corpus's keys) from parsed flags."""
-  if fv.shard_docs < 0 or fv.shard_bytes < 0:
-    raise app.UsageError("--shard_docs and --shard_bytes must be >= 0")
   if fv.unit_bytes < 1:
     raise app.UsageError("--unit_bytes must be at least 1")
   output_dir = fv.output_dir
   if not is_remote(output_dir):
     output_dir = os.path.abspath(output_dir)
-  return {
-      "source": fv.source, "input": fv.input, "output_dir": output_dir,
-      "shard_docs": fv.shard_docs, "shard_bytes": fv.shard_bytes,
-      "min_line_chars": fv.min_line_chars,
-      "abstract_labels": fv.pubmed_abstract_labels,
-      "dedup": fv.pubmed_dedup, "pmc_captions": fv.pmc_captions,
-      "pmc_section_titles": fv.pmc_section_titles,
-      "pmc_txt_front": fv.pmc_txt_front, "unit_bytes": fv.unit_bytes,
-      "engine": "beam",
-  }
+  settings = prepare_corpus.corpus_settings(fv, output_dir)
+  settings["engine"] = "beam"
+  return settings
 
 
 def parse_flags(argv):

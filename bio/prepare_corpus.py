@@ -493,30 +493,52 @@ def _run(settings, files, pool, progress_queue, report):
   return manifest
 
 
+def corpus_settings(fv, output_dir):
+  """The settings of define_corpus_flags' flags, shared with the Beam CLI."""
+  if fv.shard_docs < 0 or fv.shard_bytes < 0:
+    raise app.UsageError("--shard_docs and --shard_bytes must be >= 0")
+  return {
+      "source": fv.source, "input": fv.input, "output_dir": output_dir,
+      "shard_docs": fv.shard_docs, "shard_bytes": fv.shard_bytes,
+      "min_line_chars": fv.min_line_chars,
+      "abstract_labels": fv.pubmed_abstract_labels,
+      "dedup": fv.pubmed_dedup, "pmc_captions": fv.pmc_captions,
+      "pmc_section_titles": fv.pmc_section_titles,
+      "pmc_txt_front": fv.pmc_txt_front, "unit_bytes": fv.unit_bytes,
+  }
+
+
 def settings_from_flags(fv=FLAGS):
   """Validated run settings from parsed flags."""
   if fv.num_workers < 1:
     raise app.UsageError("--num_workers must be at least 1")
-  if fv.shard_docs < 0 or fv.shard_bytes < 0:
-    raise app.UsageError("--shard_docs and --shard_bytes must be >= 0")
   if not 0 <= fv.host_index < fv.num_hosts:
     raise app.UsageError("--host_index must be in [0, --num_hosts)")
   if fv.plan_only and fv.source != "pubmed":
     raise app.UsageError("--plan_only is for --source=pubmed")
-  return {
-      "source": fv.source, "input": fv.input,
-      "output_dir": os.path.abspath(fv.output_dir),
-      "num_workers": fv.num_workers, "shard_docs": fv.shard_docs,
-      "shard_bytes": fv.shard_bytes,
-      "min_line_chars": fv.min_line_chars,
-      "abstract_labels": fv.pubmed_abstract_labels,
-      "dedup": fv.pubmed_dedup, "plan": fv.pubmed_plan,
-      "plan_only": fv.plan_only, "pmc_captions": fv.pmc_captions,
-      "pmc_section_titles": fv.pmc_section_titles,
-      "pmc_txt_front": fv.pmc_txt_front, "unit_bytes": fv.unit_bytes,
-      "num_hosts": fv.num_hosts, "host_index": fv.host_index,
-      "progress_secs": fv.progress_secs,
-  }
+  settings = corpus_settings(fv, os.path.abspath(fv.output_dir))
+  settings.update({
+      "num_workers": fv.num_workers, "plan": fv.pubmed_plan,
+      "plan_only": fv.plan_only, "num_hosts": fv.num_hosts,
+      "host_index": fv.host_index, "progress_secs": fv.progress_secs,
+  })
+  return settings
+
+
+def default_settings(source, input_patterns, output_dir, **overrides):
+  """Run settings with the command line's defaults, for calling `run` from
+  Python (paths are kept as given); `overrides` replace settings by key."""
+  fv = flags.FlagValues()
+  define_flags(fv)
+  fv(["prepare_corpus", "--source=" + source, "--input=" + input_patterns,
+      "--output_dir=" + output_dir])
+  settings = settings_from_flags(fv)
+  settings["output_dir"] = output_dir
+  unknown = set(overrides) - set(settings)
+  if unknown:
+    raise KeyError("unknown settings: %s" % ", ".join(sorted(unknown)))
+  settings.update(overrides)
+  return settings
 
 
 def main(argv):

@@ -37,17 +37,10 @@ RUNNER = ["--runner=FnApiRunner"]
 
 def _settings(source, inputs, output_dir, **overrides):
   """Settings both commands accept (bio.prepare_corpus's keys)."""
-  settings = {
-      "source": source, "input": inputs, "output_dir": output_dir,
-      "num_workers": 1, "shard_docs": 10, "shard_bytes": 0,
-      "min_line_chars": 20, "abstract_labels": False, "dedup": True,
-      "plan": None, "plan_only": False, "pmc_captions": False,
-      "pmc_section_titles": False, "pmc_txt_front": False,
-      "unit_bytes": 1 << 20, "num_hosts": 1, "host_index": 0,
-      "progress_secs": 600,
-  }
-  settings.update(overrides)
-  return settings
+  return prepare_corpus.default_settings(
+      source, inputs, output_dir, **dict(
+          dict(shard_docs=10, shard_bytes=0, unit_bytes=1 << 20,
+               progress_secs=600), **overrides))
 
 
 def _documents(output_dir, manifest):

@@ -105,17 +105,10 @@ def _pubmed_files(pubmed_dir):
 
 
 def _settings(input_glob, output_dir, **overrides):
-  settings = {
-      "source": "pubmed", "input": input_glob, "output_dir": output_dir,
-      "num_workers": 1, "shard_docs": 0, "shard_bytes": 0,
-      "min_line_chars": MIN_CHARS, "abstract_labels": False, "dedup": True,
-      "plan": None, "plan_only": False, "pmc_captions": False,
-      "pmc_section_titles": False, "pmc_txt_front": False,
-      "unit_bytes": 1 << 20, "num_hosts": 1, "host_index": 0,
-      "progress_secs": 60,
-  }
-  settings.update(overrides)
-  return settings
+  return prepare_corpus.default_settings(
+      "pubmed", input_glob, output_dir, **dict(
+          dict(shard_bytes=0, min_line_chars=MIN_CHARS, unit_bytes=1 << 20,
+               progress_secs=60), **overrides))
 
 
 @pytest.fixture(scope="module")
