@@ -24,6 +24,7 @@ from absl import logging
 import tensorflow.compat.v1 as tf
 
 from albert import estimator_utils
+from albert import file_utils
 from albert import modeling
 from albert import run_pretraining as pretraining
 
@@ -174,7 +175,7 @@ def _evaluate(estimator, input_files):
     for key in sorted(result.keys()):
       logging.info("  %s = %s", key, str(result[key]))
     text += pretraining.format_eval_results(result)
-    pretraining.write_atomically(output_eval_file, text)
+    file_utils.atomic_write(output_eval_file, text)
     if result[key_name] > best_perf:
       best_perf = result[key_name]
       pretraining.copy_checkpoint(checkpoint_path, "best")

@@ -1,4 +1,7 @@
-"""File lists of the scripts: comma-separated globs, each matching something."""
+"""File handling shared by the scripts (any tf.io.gfile filesystem, gs:// too):
+input globs, atomic text writes, checkpoint copies."""
+import os
+
 import tensorflow.compat.v1 as tf
 
 
@@ -24,3 +27,28 @@ def expand_globs(patterns, error_cls=ValueError, what="input"):
       raise error_cls("%s pattern %r matches no file" % (what, pattern))
     paths.extend(matched)
   return paths
+
+
+def atomic_write(path, text):
+  """Writes `text` under a temporary name beside `path`, then renames it, so
+  a reader never sees a half-written file (atomic on local disks)."""
+  tmp = "%s.tmp-%d" % (path, os.getpid())
+  with tf.io.gfile.GFile(tmp, "w") as f:
+    f.write(text)
+  tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def copy_checkpoint(prefix, target_prefix):
+  """Copies the files of checkpoint `prefix` to `target_prefix`, each through
+  a temporary name; returns the paths written."""
+  copied = []
+  for src in tf.io.gfile.glob(prefix + ".*"):
+    ext = src[len(prefix):]
+    if ".tmp-" in ext:
+      continue
+    dst = target_prefix + ext
+    tmp = "%s.tmp-%d" % (dst, os.getpid())
+    tf.io.gfile.copy(src, tmp, overwrite=True)
+    tf.io.gfile.rename(tmp, dst, overwrite=True)
+    copied.append(dst)
+  return copied

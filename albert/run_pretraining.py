@@ -12,8 +12,6 @@ that matches nothing, an empty or corrupt file, or records whose lengths do
 not match --max_seq_length fail early with the file named), and the eval
 results are written atomically.
 """
-import os
-
 from absl import logging
 import tensorflow.compat.v1 as tf
 
@@ -412,30 +410,11 @@ def format_eval_results(result):
                  for key in sorted(result.keys()))
 
 
-def write_atomically(path, text):
-  """Writes `text` to a temporary name beside `path`, then renames it."""
-  tmp_path = "%s.tmp-%d" % (path, os.getpid())
-  with tf.io.gfile.GFile(tmp_path, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp_path, path, overwrite=True)
-
-
 def copy_checkpoint(checkpoint_path, suffix="best"):
-  """Copies the files of `model.ckpt-N` to `model.ckpt-<suffix>`.
-
-  Each file goes to a temporary name first so a reader never sees a
-  half-copied checkpoint.
-  """
+  """Copies the files of `model.ckpt-N` to `model.ckpt-<suffix>` (each
+  through a temporary name); returns the paths written."""
   target_prefix = checkpoint_path.rsplit("-", 1)[0] + "-" + suffix
-  copied = []
-  for src in tf.io.gfile.glob(checkpoint_path + ".*"):
-    ext = src[len(checkpoint_path):]
-    if ".tmp-" in ext:
-      continue
-    dst = target_prefix + ext
-    tmp = "%s.tmp-%d" % (dst, os.getpid())
-    tf.io.gfile.copy(src, tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, dst, overwrite=True)
-    logging.info("saved %s to %s", src, dst)
-    copied.append(dst)
+  copied = file_utils.copy_checkpoint(checkpoint_path, target_prefix)
+  for dst in copied:
+    logging.info("saved %s", dst)
   return copied

@@ -28,6 +28,7 @@ from absl import logging
 import tensorflow.compat.v1 as tf
 
 from albert import estimator_utils
+from albert import file_utils
 from albert import modeling
 from albert import tokenization
 from bio import ner_data
@@ -109,14 +110,6 @@ def options_from_flags(flags_obj):
 # Small helpers
 
 
-def atomic_write(path, text):
-  """Writes `text` to `path` via a temporary name (rename is atomic locally)."""
-  tmp = "%s.tmp-%d" % (path, os.getpid())
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def list_checkpoints(model_dir):
   """[(step, prefix)] of the checkpoints in `model_dir`, by step."""
   found = []
@@ -141,12 +134,9 @@ def read_best_checkpoint(output_dir):
 def _copy_checkpoint(prefix, target_dir):
   """Copies the files of checkpoint `prefix` into `target_dir`."""
   tf.io.gfile.makedirs(target_dir)
-  for src in tf.io.gfile.glob(prefix + ".*"):
-    dst = os.path.join(target_dir, os.path.basename(src))
-    tmp = dst + ".tmp-%d" % os.getpid()
-    tf.io.gfile.copy(src, tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, dst, overwrite=True)
-  return os.path.join(target_dir, os.path.basename(prefix))
+  target = os.path.join(target_dir, os.path.basename(prefix))
+  file_utils.copy_checkpoint(prefix, target)
+  return target
 
 
 def _record_best(opts, prefix):
@@ -157,7 +147,7 @@ def _record_best(opts, prefix):
   """
   best_dir = os.path.join(opts.output_dir, BEST_DIR)
   best = _copy_checkpoint(prefix, best_dir)
-  atomic_write(os.path.join(opts.output_dir, BEST_CHECKPOINT_FILE),
+  file_utils.atomic_write(os.path.join(opts.output_dir, BEST_CHECKPOINT_FILE),
                os.path.relpath(best, opts.output_dir) + "\n")
   for path in tf.io.gfile.glob(os.path.join(best_dir, "*")):
     if not os.path.basename(path).startswith(os.path.basename(best) + "."):
@@ -393,9 +383,9 @@ class DevSelector(object):
       lines.append("chosen: %s (step %d, dev F1 %.4f)%s" % (
           self.best["checkpoint"], self.best["step"], self.best["conlleval_f1"],
           "" if final else " [so far]"))
-    atomic_write(os.path.join(self.opts.output_dir, "dev_results.txt"),
+    file_utils.atomic_write(os.path.join(self.opts.output_dir, "dev_results.txt"),
                  "\n".join(lines) + "\n")
-    atomic_write(
+    file_utils.atomic_write(
         os.path.join(self.opts.output_dir, "dev_results.json"),
         json.dumps({"dev_file": self.dev_path, "records": self.records,
                     "chosen": self.best,
@@ -480,14 +470,14 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
       "token accuracy: %.4f" % summary["token_accuracy"],
       "",
   ]
-  atomic_write(os.path.join(opts.output_dir, "test_results.txt"),
+  file_utils.atomic_write(os.path.join(opts.output_dir, "test_results.txt"),
                "\n".join(header) + ner_metrics.format_results(results) + "\n")
   payload = {"test_file": inputs.paths["test"], "checkpoint": checkpoint,
              "sentences": len(sentences), "tokens": num_tokens}
   payload.update(summary)
   payload.update(extra)
   payload["results"] = results
-  atomic_write(os.path.join(opts.output_dir, "test_results.json"),
+  file_utils.atomic_write(os.path.join(opts.output_dir, "test_results.json"),
                json.dumps(payload, indent=2, default=float) + "\n")
   lines = []
   for sentence, labels in zip(sentences, predicted):
@@ -495,7 +485,7 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
                                         labels):
       lines.append("%s %s %s\n" % (token, gold_label, label))
     lines.append("\n")
-  atomic_write(os.path.join(opts.output_dir, "test_predictions.txt"),
+  file_utils.atomic_write(os.path.join(opts.output_dir, "test_predictions.txt"),
                "".join(lines))
   logging.info("test: P %.4f R %.4f F1 %.4f (strict F1 %.4f) -> %s",
                summary["conlleval_precision"], summary["conlleval_recall"],
@@ -521,9 +511,9 @@ def run(opts):
   test_features = inputs.features("test") if opts.do_predict else None
 
   tf.io.gfile.makedirs(opts.output_dir)
-  atomic_write(os.path.join(opts.output_dir, LABEL_MAP_FILE),
+  file_utils.atomic_write(os.path.join(opts.output_dir, LABEL_MAP_FILE),
                json.dumps(inputs.label_map, indent=2) + "\n")
-  atomic_write(os.path.join(opts.output_dir, RUN_CONFIG_FILE),
+  file_utils.atomic_write(os.path.join(opts.output_dir, RUN_CONFIG_FILE),
                json.dumps(run_config(opts, inputs), indent=2) + "\n")
 
   model_fn = ner_model.model_fn_builder(

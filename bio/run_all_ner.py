@@ -24,6 +24,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from albert import file_utils
 from bio import ner_data
 from bio import ner_registry
 from bio import ner_runner
@@ -69,7 +70,7 @@ def run_all(base_opts, datasets=None):
   for name in names:
     _run_one(base_opts, name, rows)
     # Rewritten after every dataset: a long sweep shows its progress.
-    ner_runner.atomic_write(os.path.join(base_opts.output_dir, TABLE_FILE),
+    file_utils.atomic_write(os.path.join(base_opts.output_dir, TABLE_FILE),
                             format_table(rows))
   return rows
 
@@ -115,7 +116,7 @@ def main(_):
   # Datasets are found through the registry; --data_dir is the data root.
   rows = run_all(opts, FLAGS.datasets)
   table = format_table(rows)
-  ner_runner.atomic_write(os.path.join(opts.output_dir, TABLE_FILE), table)
+  file_utils.atomic_write(os.path.join(opts.output_dir, TABLE_FILE), table)
   print(table)
   if any(note.startswith("failed") for _, _, note in rows):
     sys.exit(1)
