@@ -9,13 +9,11 @@ test sentences. Prints sentences/s and words/s at batch 1, 8 and 64, and
 the batch-64 / batch-1 speed-up measured in the same run.
 """
 import argparse
-import gzip
 import json
 import os
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -29,12 +27,11 @@ def build_random_export(work_dir, config_name, max_seq_length, data_dir):
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from albert import modeling, train_spm  # pylint: disable=g-import-not-at-top
   from bio import export_ner, ner_model, ner_runner  # pylint: disable=g-import-not-at-top
+  from bio import pubmed  # pylint: disable=g-import-not-at-top
   texts = []
   for name in ("pubmed-sample-0001.xml.gz", "pubmed-sample-0002.xml.gz"):
-    with gzip.open(os.path.join(data_dir, "pubmed", name)) as f:
-      root = ET.parse(f).getroot()
-    texts.extend("".join(n.itertext()) for n in root.iter()
-                 if n.tag in ("ArticleTitle", "AbstractText"))
+    for article in pubmed.read_file(os.path.join(data_dir, "pubmed", name)):
+      texts.extend(pubmed.article_blocks(article))
   spm_file = train_spm.train_sentencepiece_from_texts(
       texts, os.path.join(work_dir, "spm"), vocab_size=2000)
   config_file = os.path.join(ROOT, "albert", "configs",

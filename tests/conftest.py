@@ -34,15 +34,12 @@ def ner_dir(shared_data_dir):
 def spm_model_file(pubmed_dir, tmp_path_factory):
   """A 1000-piece lower-cased SentencePiece model trained on the ~600
   abstracts of the two PubMed samples (about 2 s)."""
-  import gzip
-  import xml.etree.ElementTree as ET
   from albert import train_spm
+  from bio import pubmed
   texts = []
   for name in ("pubmed-sample-0001.xml.gz", "pubmed-sample-0002.xml.gz"):
-    with gzip.open(os.path.join(pubmed_dir, name)) as f:
-      root = ET.parse(f).getroot()
-    texts.extend("".join(node.itertext()) for node in root.iter()
-                 if node.tag in ("ArticleTitle", "AbstractText"))
+    for article in pubmed.read_file(os.path.join(pubmed_dir, name)):
+      texts.extend(pubmed.article_blocks(article))
   prefix = str(tmp_path_factory.mktemp("spm") / "bio1k")
   return train_spm.train_sentencepiece_from_texts(texts, prefix,
                                                   vocab_size=1000)
