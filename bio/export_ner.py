@@ -122,11 +122,10 @@ def build_windows(pieces, max_seq_length, cls_id, sep_id):
   # Windows start every `stride` pieces; the last is aligned with the end.
   extra = tf.maximum(num_pieces - window_len, 0)
   num_windows = 1 + (extra + stride - 1) // stride
-  window_index = tf.ragged.range(num_windows)
+  window_index = tf.ragged.range(num_windows).to_tensor(default_value=-1)
   last = tf.expand_dims(num_windows - 1, 1)
-  starts = tf.where_v2(tf.equal(window_index.to_tensor(default_value=-1), last),
-                    tf.expand_dims(extra, 1),
-                    window_index.to_tensor(default_value=-1) * stride)
+  starts = tf.where_v2(tf.equal(window_index, last), tf.expand_dims(extra, 1),
+                       window_index * stride)
   starts = tf.RaggedTensor.from_tensor(starts, lengths=num_windows)
   window_text = starts.value_rowids()
   window_start = starts.flat_values
