@@ -172,11 +172,8 @@ def _check_config(tokenizer):
   if not FLAGS.albert_config_file:
     return
   config = modeling.AlbertConfig.from_json_file(FLAGS.albert_config_file)
-  if FLAGS.max_seq_length > config.max_position_embeddings:
-    raise cpd.InputError(
-        "--max_seq_length=%d exceeds max_position_embeddings=%d of %s" % (
-            FLAGS.max_seq_length, config.max_position_embeddings,
-            FLAGS.albert_config_file))
+  modeling.check_seq_length(FLAGS.max_seq_length, config,
+                            FLAGS.albert_config_file, cpd.InputError)
   if len(tokenizer.vocab) > config.vocab_size:
     raise cpd.InputError(
         "the vocabulary has %d pieces but vocab_size is %d in %s" % (

@@ -23,6 +23,7 @@ from absl import flags
 from absl import logging
 import tensorflow.compat.v1 as tf
 
+from albert import common_flags
 from albert import estimator_utils
 from albert import file_utils
 from albert import modeling
@@ -94,7 +95,7 @@ flags.DEFINE_float(
 
 # use_tpu, tpu_name, tpu_zone, gcp_project, master, num_tpu_cores,
 # iterations_per_loop, save_checkpoints_steps, keep_checkpoint_max.
-estimator_utils.define_tpu_flags(iterations_per_loop=1000,
+common_flags.define_tpu_flags(iterations_per_loop=1000,
                                  save_checkpoints_steps=5000,
                                  keep_checkpoint_max=5)
 
@@ -112,23 +113,6 @@ def _load_config(path):
   except ValueError as e:
     raise pretraining.PretrainingInputError(
         "--albert_config_file %s is not a valid ALBERT config: %s" % (path, e))
-
-
-def _resolve_init_checkpoint(path):
-  """A checkpoint prefix, or the latest checkpoint of a directory."""
-  if not path:
-    return None
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise pretraining.PretrainingInputError(
-          "--init_checkpoint directory %s holds no checkpoint." % path)
-    return latest
-  if not tf.io.gfile.exists(path + ".index"):
-    raise pretraining.PretrainingInputError(
-        "--init_checkpoint %s: no such checkpoint (%s.index not found)."
-        % (path, path))
-  return path
 
 
 def _evaluate(estimator, input_files):
@@ -203,7 +187,9 @@ def run():
   # Everything is checked before output_dir is created, so a bad run leaves
   # nothing behind.
   albert_config = _load_config(FLAGS.albert_config_file)
-  pretraining.check_seq_length(FLAGS.max_seq_length, albert_config)
+  modeling.check_seq_length(FLAGS.max_seq_length, albert_config,
+                            FLAGS.albert_config_file,
+                            pretraining.PretrainingInputError)
   input_files = pretraining.expand_input_files(FLAGS.input_file)
   logging.info("*** Input Files ***")
   for input_file in input_files:
@@ -211,7 +197,10 @@ def run():
     pretraining.check_input_file(input_file, FLAGS.max_seq_length,
                                  FLAGS.max_predictions_per_seq,
                                  FLAGS.masked_lm_budget)
-  init_checkpoint = _resolve_init_checkpoint(FLAGS.init_checkpoint)
+  init_checkpoint = None
+  if FLAGS.init_checkpoint:
+    init_checkpoint = file_utils.resolve_checkpoint(
+        FLAGS.init_checkpoint, error_cls=pretraining.PretrainingInputError)
 
   tf.io.gfile.makedirs(FLAGS.output_dir)
 

@@ -1,47 +1,42 @@
 """TPUEstimator plumbing shared by run_pretraining.py and run_ner.py.
 
 Upstream rebuilds the cluster resolver, RunConfig and TPUEstimator in every
-run_*.py; here the TPU flags are defined once and the estimator is built by
+run_*.py; here the TPU flags are defined once (`common_flags.
+define_tpu_flags`), read into a `TpuOptions`, and the estimator is built by
 one function, so the scripts only hold what is specific to their task.
 """
+import dataclasses
 import time
+from typing import Optional
 
-from absl import flags
 from absl import logging
 import tensorflow.compat.v1 as tf
 
 from albert import modeling
 
 
-def define_tpu_flags(iterations_per_loop=1000, save_checkpoints_steps=5000,
-                     keep_checkpoint_max=5):
-  """Defines upstream's TPU and checkpointing flags with per-script defaults."""
-  flags.DEFINE_bool("use_tpu", False, "Whether to use TPU or GPU/CPU.")
-  flags.DEFINE_string(
-      "tpu_name", None,
-      "The Cloud TPU to use: the name given when creating it, or a "
-      "grpc://ip.address.of.tpu:8470 url.")
-  flags.DEFINE_string(
-      "tpu_zone", None,
-      "[Optional] GCE zone of the Cloud TPU; detected from metadata if unset.")
-  flags.DEFINE_string(
-      "gcp_project", None,
-      "[Optional] GCP project of the Cloud TPU; detected from metadata if "
-      "unset.")
-  flags.DEFINE_string("master", None, "[Optional] TensorFlow master URL.")
-  flags.DEFINE_integer(
-      "num_tpu_cores", 8,
-      "Only used if `use_tpu` is True. Total number of TPU cores to use.")
-  flags.DEFINE_integer("iterations_per_loop", iterations_per_loop,
-                       "How many steps to make in each estimator call.")
-  flags.DEFINE_integer("save_checkpoints_steps", save_checkpoints_steps,
-                       "How often to save the model checkpoint.")
-  flags.DEFINE_integer("keep_checkpoint_max", keep_checkpoint_max,
-                       "How many checkpoints to keep.")
+@dataclasses.dataclass(frozen=True)
+class TpuOptions:
+  """Where and how the estimator runs (the flags of
+  `common_flags.define_tpu_flags`)."""
+  use_tpu: bool = False
+  tpu_name: Optional[str] = None
+  tpu_zone: Optional[str] = None
+  gcp_project: Optional[str] = None
+  master: Optional[str] = None
+  num_tpu_cores: int = 8
+  iterations_per_loop: int = 1000
+  save_checkpoints_steps: int = 5000
+  keep_checkpoint_max: int = 5
+
+  @classmethod
+  def from_flags(cls, flag_values):
+    return cls(**{f.name: flag_values[f.name].value
+                  for f in dataclasses.fields(cls)})
 
 
 def make_run_config(flags_obj, output_dir):
-  """A TPU RunConfig from the flags defined by `define_tpu_flags`."""
+  """A TPU RunConfig from a `TpuOptions` (or anything with its fields)."""
   cluster = None
   if flags_obj.use_tpu and flags_obj.tpu_name:
     cluster = tf.distribute.cluster_resolver.TPUClusterResolver(

@@ -14,22 +14,10 @@ from absl import flags
 from absl import logging
 import tensorflow.compat.v1 as tf
 
+from albert import file_utils
 from albert import modeling
 
 FLAGS = flags.FLAGS
-
-
-def resolve_checkpoint(path):
-  """A checkpoint prefix from a prefix or a directory; raises if none."""
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if not latest:
-      raise FileNotFoundError("No checkpoint in directory %s" % path)
-    return latest
-  if not tf.io.gfile.glob(path + ".index"):
-    raise FileNotFoundError("No checkpoint at %s (missing %s.index)"
-                            % (path, path))
-  return path
 
 
 def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
@@ -117,7 +105,8 @@ def export_encoder(albert_config_file, checkpoint, export_path,
                    spm_model_file=None, do_lower_case=True, use_einsum=True):
   """Writes the encoder SavedModel; returns its path."""
   albert_config = modeling.AlbertConfig.from_json_file(albert_config_file)
-  checkpoint_path = resolve_checkpoint(checkpoint)
+  checkpoint_path = file_utils.resolve_checkpoint(
+      checkpoint, "--checkpoint_name", FileNotFoundError)
   with tf.Graph().as_default():
     signatures = build_encoder_signatures(albert_config, use_einsum)
     assets = [tf.constant(albert_config_file, name="config_file")]

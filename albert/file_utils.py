@@ -1,6 +1,19 @@
-"""File handling shared by the scripts (any tf.io.gfile filesystem, gs:// too):
-input globs, atomic text writes, checkpoint copies."""
+"""File handling shared by every tool (any tf.io.gfile filesystem, gs://
+too): input globs, atomic writes of files and directories, checkpoint
+resolution and copies.
+
+Atomic here means a reader never sees a half-written output: bytes go to a
+hidden temporary name beside the target (`temp_path`), which is renamed into
+place only when complete, and removed if writing fails. On local disks the
+rename is atomic; on object stores it is a copy of a finished file.
+"""
+import contextlib
+import json
 import os
+import shutil
+import socket
+import tempfile
+import uuid
 
 import tensorflow.compat.v1 as tf
 
@@ -29,13 +42,158 @@ def expand_globs(patterns, error_cls=ValueError, what="input"):
   return paths
 
 
-def atomic_write(path, text):
-  """Writes `text` under a temporary name beside `path`, then renames it, so
-  a reader never sees a half-written file (atomic on local disks)."""
-  tmp = "%s.tmp-%d" % (path, os.getpid())
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+def is_local(path):
+  """Whether `path` is on the local filesystem (no URL scheme)."""
+  return "://" not in path or path.startswith("file://")
+
+
+def temp_path(path):
+  """A hidden, unique sibling of `path` (globs of outputs do not match it)."""
+  directory, name = os.path.split(path)
+  return os.path.join(directory, ".%s.tmp-%d-%s" % (
+      name, os.getpid(), uuid.uuid4().hex[:8]))
+
+
+def is_temp_name(name):
+  """Whether a file name was made by `temp_path`."""
+  return name.startswith(".") and ".tmp-" in name
+
+
+def remove_quietly(path):
+  """Removes a file if it exists; never raises (for clean-up paths)."""
+  try:
+    if tf.io.gfile.exists(path):
+      tf.io.gfile.remove(path)
+  except tf.errors.OpError:
+    pass
+
+
+def _publish_mode(path):
+  """Local temporaries from mkstemp are owner-only; give them the mode a
+  plain open() would."""
+  if is_local(path) and os.path.exists(path):
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_file(path, mode="w"):
+  """Yields a file open for writing at a temporary name; on success renames
+  it to `path`, on any exception removes it and re-raises."""
+  tmp = temp_path(path)
+  try:
+    with tf.io.gfile.GFile(tmp, mode) as f:
+      yield f
+    _publish_mode(tmp)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+  finally:
+    remove_quietly(tmp)
+
+
+def atomic_write(path, data):
+  """Writes `data` (str or bytes) to `path` atomically."""
+  with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as f:
+    f.write(data)
+
+
+def atomic_write_json(path, obj, indent=2, sort_keys=False):
+  """Writes `obj` as JSON (plus a final newline) to `path` atomically."""
+  atomic_write(path, json.dumps(obj, indent=indent, sort_keys=sort_keys,
+                                ensure_ascii=False, default=float) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+  """Yields a local temporary directory to fill; on success it becomes
+  `path`, which must not exist yet (callers decide what may be replaced).
+
+  Local targets are renamed into place; remote ones (gs://, ...) are copied
+  file by file through tf.io.gfile under temporary names, the top-level
+  files last, so a reader that waits for e.g. saved_model.pb sees a whole
+  directory. On failure nothing is left at `path`.
+  """
+  if tf.io.gfile.exists(path):
+    raise FileExistsError("%s already exists" % path)
+  if is_local(path):
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".%s.tmp-" % os.path.basename(path),
+                           dir=parent)
+  else:
+    tmp = tempfile.mkdtemp(prefix="bioalbert-")
+  try:
+    yield tmp
+    if is_local(path):
+      _publish_mode_dir(tmp)
+      os.rename(tmp, path)
+    else:
+      copy_tree(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      shutil.rmtree(tmp)
+
+
+def _publish_mode_dir(path):
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, 0o777 & ~umask)
+
+
+def copy_tree(local_dir, target):
+  """Copies a local directory to any tf.io.gfile path, each file through a
+  temporary name; subdirectories first, top-level files last."""
+  tf.io.gfile.makedirs(target)
+  top_files = []
+  for root, _, names in os.walk(local_dir):
+    rel = os.path.relpath(root, local_dir)
+    dest_dir = target if rel == "." else "/".join([target.rstrip("/"),
+                                                   rel.replace(os.sep, "/")])
+    tf.io.gfile.makedirs(dest_dir)
+    for name in names:
+      item = (os.path.join(root, name), dest_dir.rstrip("/") + "/" + name)
+      if rel == ".":
+        top_files.append(item)
+      else:
+        _copy_file(*item)
+  for item in top_files:
+    _copy_file(*item)
+
+
+def _copy_file(src, dst):
+  tmp = temp_path(dst)
+  try:
+    tf.io.gfile.copy(src, tmp, overwrite=True)
+    tf.io.gfile.rename(tmp, dst, overwrite=True)
+  finally:
+    remove_quietly(tmp)
+
+
+def resolve_checkpoint(path, what="--init_checkpoint", error_cls=ValueError):
+  """A checkpoint prefix from a prefix or a directory of checkpoints.
+
+  A directory gives its latest checkpoint (per its `checkpoint` file, else
+  the highest step of its `*.index` files). Raises `error_cls` naming `what`
+  and the path when there is none.
+  """
+  if not path:
+    raise error_cls("%s is empty: give a checkpoint prefix or directory"
+                    % what)
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if not latest:
+      indexes = tf.io.gfile.glob(os.path.join(path, "*.index"))
+      if len(indexes) == 1:
+        latest = indexes[0][:-len(".index")]
+    if not latest:
+      raise error_cls("%s %s: the directory holds no checkpoint (no "
+                      "*.index file)" % (what, path))
+    return latest
+  if not tf.io.gfile.exists(path + ".index"):
+    raise error_cls("%s %s: no such checkpoint (%s.index not found; give "
+                    "the prefix, e.g. model.ckpt-1000, or its directory)"
+                    % (what, path, path))
+  return path
 
 
 def copy_checkpoint(prefix, target_prefix):
@@ -47,8 +205,95 @@ def copy_checkpoint(prefix, target_prefix):
     if ".tmp-" in ext:
       continue
     dst = target_prefix + ext
-    tmp = "%s.tmp-%d" % (dst, os.getpid())
-    tf.io.gfile.copy(src, tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, dst, overwrite=True)
+    _copy_file(src, dst)
     copied.append(dst)
   return copied
+
+
+LOCK_FILE = ".lock"
+
+
+class DirLockedError(RuntimeError):
+  """Another live process holds the output directory's lock."""
+
+
+class DirLock(object):
+  """An exclusive lock on an output directory for the life of a run.
+
+  The lock is a file `<dir>/.lock` holding "host pid", created with
+  O_EXCL so two runs cannot both take it. A lock left by a process that is
+  no longer alive on this host is taken over with a warning. Remote
+  directories (gs://) are not locked: object stores have no exclusive
+  create through tf.io.gfile, and TPU jobs coordinate there by job name.
+
+    with file_utils.DirLock(output_dir):
+      train(...)
+  """
+
+  def __init__(self, directory, warn=None):
+    self.directory = directory
+    self.path = os.path.join(directory, LOCK_FILE)
+    self._warn = warn or (lambda msg: None)
+    self._held = False
+
+  def __enter__(self):
+    if not is_local(self.directory):
+      return self
+    os.makedirs(self.directory, exist_ok=True)
+    for _ in range(2):
+      try:
+        fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+      except FileExistsError:
+        owner = self._owner()
+        if owner is not None and _alive(*owner):
+          raise DirLockedError(
+              "%s is in use by another run (pid %d on %s, lock file %s): wait "
+              "for it to finish or use another output directory"
+              % (self.directory, owner[1], owner[0], self.path))
+        self._warn("taking over the stale lock %s (its process is gone)"
+                   % self.path)
+        try:
+          os.remove(self.path)
+        except FileNotFoundError:
+          pass
+        continue
+      with os.fdopen(fd, "w") as f:
+        f.write("%s %d\n" % (_hostname(), os.getpid()))
+      self._held = True
+      return self
+    raise DirLockedError("could not take the lock %s" % self.path)
+
+  def _owner(self):
+    try:
+      with open(self.path) as f:
+        host, pid = f.read().split()
+      return host, int(pid)
+    except (OSError, ValueError):
+      return None
+
+  def __exit__(self, *unused):
+    if self._held:
+      self._held = False
+      try:
+        os.remove(self.path)
+      except FileNotFoundError:
+        pass
+
+
+def _hostname():
+  return socket.gethostname()
+
+
+def _alive(host, pid):
+  """Whether `pid` runs; a lock from another host counts as alive."""
+  if host != _hostname():
+    return True
+  if pid == os.getpid():
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True

@@ -194,6 +194,18 @@ def _validate_config_dict(d, where):
                      "`num_attention_heads` (%d)" % (where, hidden, heads))
 
 
+def check_seq_length(max_seq_length, albert_config, config_file=None,
+                     error_cls=ValueError):
+  """Raises `error_cls` when `max_seq_length` exceeds the config's
+  max_position_embeddings (no position embedding exists beyond it)."""
+  if max_seq_length > albert_config.max_position_embeddings:
+    raise error_cls(
+        "--max_seq_length=%d exceeds max_position_embeddings=%d of %s: the "
+        "model has no position embeddings beyond that; lower --max_seq_length"
+        % (max_seq_length, albert_config.max_position_embeddings,
+           config_file or "the ALBERT config"))
+
+
 class AlbertModel(object):
   """ALBERT encoder: factorized embeddings + a parameter-shared Transformer.
 

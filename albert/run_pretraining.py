@@ -59,11 +59,9 @@ def model_fn_builder(albert_config, init_checkpoint, learning_rate,
     sentence_order_labels = features["next_sentence_labels"]
 
     seq_length = input_ids.shape.as_list()[-1]
-    if (seq_length is not None and
-        seq_length > albert_config.max_position_embeddings):
-      raise PretrainingInputError(
-          "Sequence length %d exceeds max_position_embeddings=%d of the ALBERT "
-          "config." % (seq_length, albert_config.max_position_embeddings))
+    if seq_length is not None:
+      modeling.check_seq_length(seq_length, albert_config,
+                                error_cls=PretrainingInputError)
 
     is_training = (mode == tf.estimator.ModeKeys.TRAIN)
 
@@ -394,14 +392,6 @@ def check_input_file(path, max_seq_length, max_predictions_per_seq,
       raise PretrainingInputError(
           "%s: record 1: feature %r has %d %s values, expected %d%s."
           % (path, name, len(values), kind, expected, hint))
-
-
-def check_seq_length(max_seq_length, albert_config):
-  if max_seq_length > albert_config.max_position_embeddings:
-    raise PretrainingInputError(
-        "--max_seq_length=%d exceeds max_position_embeddings=%d of the ALBERT "
-        "config: the model has no position embeddings beyond that."
-        % (max_seq_length, albert_config.max_position_embeddings))
 
 
 def format_eval_results(result):

@@ -33,10 +33,10 @@ from absl import logging  # pylint: disable=wrong-import-position
 
 from albert import create_pretraining_data as cpd  # pylint: disable=wrong-import-position
 from albert import train_spm  # pylint: disable=wrong-import-position
-from bio import beam_create_pretraining_data as beam_cpd  # pylint: disable=wrong-import-position
-from bio import beam_prepare_corpus  # pylint: disable=wrong-import-position
+from bio.beam import create_pretraining_data as beam_cpd  # pylint: disable=wrong-import-position
+from bio.beam import prepare_corpus as beam_prepare_corpus  # pylint: disable=wrong-import-position
 from bio import paths  # pylint: disable=wrong-import-position
-from bio import prepare_corpus  # pylint: disable=wrong-import-position
+from bio.corpus import prepare  # pylint: disable=wrong-import-position
 
 
 def _replicate(files, copies, directory):
@@ -96,7 +96,7 @@ def bench_corpus(input_dir, scratch, workers, dedup):
   tag = "dedup" if dedup else "nodedup"
   single_dir = os.path.join(scratch, "single-%s-%d" % (tag, workers))
   beam_dir = os.path.join(scratch, "beam-%s-%d" % (tag, workers))
-  single, single_s = _timed(lambda: prepare_corpus.run(
+  single, single_s = _timed(lambda: prepare.run(
       _corpus_settings(input_dir, single_dir, workers, dedup),
       report=lambda msg: None), single_dir)
   (manifest, _), beam_s = _timed(lambda: beam_prepare_corpus.run(

@@ -29,7 +29,7 @@ if ROOT not in sys.path:
 import tensorflow.compat.v1 as tf  # pylint: disable=wrong-import-position
 
 from albert import modeling  # pylint: disable=wrong-import-position
-from bio import ner_model  # pylint: disable=wrong-import-position
+from bio.ner import model as ner_model  # pylint: disable=wrong-import-position
 
 CONFIGS = {
     "tiny": os.path.join(ROOT, "albert", "configs", "albert_tiny.json"),

@@ -1,4 +1,4 @@
-"""Throughput of bio.prepare_corpus on the shared PubMed and PMC samples.
+"""Throughput of bio.corpus.prepare on the shared PubMed and PMC samples.
 
   python bench/bench_prepare_corpus.py [--copies=8] [--workers=1,2]
 
@@ -23,10 +23,10 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from bio import paths  # pylint: disable=wrong-import-position
-from bio import pmc  # pylint: disable=wrong-import-position
-from bio import prepare_corpus  # pylint: disable=wrong-import-position
-from bio import pubmed  # pylint: disable=wrong-import-position
-from bio import sentences  # pylint: disable=wrong-import-position
+from bio.corpus import pmc  # pylint: disable=wrong-import-position
+from bio.corpus import prepare  # pylint: disable=wrong-import-position
+from bio.corpus import pubmed  # pylint: disable=wrong-import-position
+from bio.text import sentences  # pylint: disable=wrong-import-position
 
 
 def _cpu_seconds():
@@ -74,7 +74,7 @@ def bench_run(source, files, workers, scratch):
   output = os.path.join(scratch, "out-%s-%d" % (source, workers))
   cpu_before = _cpu_seconds()
   start = time.time()
-  manifest = prepare_corpus.run(
+  manifest = prepare.run(
       _settings(source, os.path.dirname(files[0]), output, workers),
       report=lambda msg: None)
   seconds = time.time() - start
@@ -122,7 +122,7 @@ def bench_splitter(pubmed_files, pmc_files):
   start = time.process_time()
   count = sum(len(sentences.split_sentences(p)) for p in paragraphs)
   seconds = time.process_time() - start
-  print("sentence splitter (bio.sentences, Bling Fire + guards): %.2f MB of "
+  print("sentence splitter (bio.text.sentences, Bling Fire + guards): %.2f MB of "
         "text, %d sentences, %.2f MB per CPU-s" % (chars / 1e6, count,
                                            chars / 1e6 / seconds))
 

@@ -19,15 +19,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bio import paths  # pylint: disable=wrong-import-position
-from bio import ner_data  # pylint: disable=wrong-import-position
+from bio.ner import iob  # pylint: disable=wrong-import-position
 
 
 def build_random_export(work_dir, config_name, max_seq_length, data_dir):
   """Exports a random-weight NER model; returns the SavedModel path."""
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from albert import modeling, train_spm  # pylint: disable=g-import-not-at-top
-  from bio import export_ner, ner_model, ner_runner  # pylint: disable=g-import-not-at-top
-  from bio import pubmed  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_dir as ner_run_files  # pylint: disable=g-import-not-at-top
+  from bio.serving import export  # pylint: disable=g-import-not-at-top
+  from bio.corpus import pubmed  # pylint: disable=g-import-not-at-top
   texts = []
   for name in ("pubmed-sample-0001.xml.gz", "pubmed-sample-0002.xml.gz"):
     for article in pubmed.read_file(os.path.join(data_dir, "pubmed", name)):
@@ -53,12 +55,12 @@ def build_random_export(work_dir, config_name, max_seq_length, data_dir):
       sess.run(tf.global_variables_initializer())
       tf.train.Saver().save(sess, os.path.join(run_dir, "best",
                                                "model.ckpt-1"))
-  with open(os.path.join(run_dir, ner_runner.LABEL_MAP_FILE), "w") as f:
+  with open(os.path.join(run_dir, ner_run_files.LABEL_MAP_FILE), "w") as f:
     json.dump({l: i for i, l in enumerate(labels)}, f)
-  with open(os.path.join(run_dir, ner_runner.BEST_CHECKPOINT_FILE), "w") as f:
+  with open(os.path.join(run_dir, ner_run_files.BEST_CHECKPOINT_FILE), "w") as f:
     f.write("best/model.ckpt-1\n")
   export_dir = os.path.join(work_dir, "export")
-  export_ner.export_ner(run_dir, export_dir, albert_config_file=config_file,
+  export.export_ner(run_dir, export_dir, albert_config_file=config_file,
                         spm_model_file=spm_file, max_seq_length=max_seq_length)
   return export_dir
 
@@ -72,7 +74,7 @@ def main():
   parser.add_argument("--data_dir", default=None)
   args = parser.parse_args()
   data_dir = paths.resolve_data_dir(args.data_dir)
-  sentences = ner_data.read_iob_file(
+  sentences = iob.read_iob_file(
       os.path.join(data_dir, "ner", "NCBI-disease", "test.tsv"))
   texts = [" ".join(s.tokens) for s in sentences[:args.sentences]]
   words = sum(len(s.tokens) for s in sentences[:args.sentences])

@@ -108,7 +108,7 @@ def main(_):
   started = time.time()
   corpus = os.path.join(out, "corpus")
   stage.run("Prepare pretraining text from PubMed XML", [
-      py, "-m", "bio.prepare_corpus", "--source=pubmed",
+      py, "-m", "bio.corpus.prepare", "--source=pubmed",
       "--input=%s/pubmed/*.xml.gz,%s/pubmed/updates/*.xml.gz" % (data_dir,
                                                                  data_dir),
       "--output_dir=" + corpus, "--num_workers=2"],
@@ -170,7 +170,7 @@ def main(_):
 
   export_dir = os.path.join(out, "export", "ner_ncbi_disease")
   stage.run("Export a SavedModel", [
-      py, "-m", "bio.export_ner", "--model_dir=" + ner_dir,
+      py, "-m", "bio.serving.export", "--model_dir=" + ner_dir,
       "--export_dir=" + export_dir],
             os.path.join(export_dir, "saved_model.pb"))
 
@@ -179,7 +179,7 @@ def main(_):
     f.write("\n".join(EXAMPLES) + "\n")
   tagged = os.path.join(out, "examples.jsonl")
   stage.run("Tag two example abstracts", [
-      py, "-m", "bio.tag", "--saved_model=" + export_dir, "--input=" +
+      py, "-m", "bio.serving.tag", "--saved_model=" + export_dir, "--input=" +
       examples, "--output=" + tagged, "--format=jsonl"], None)
   with open(tagged, encoding="utf-8") as f:
     for line in f:

@@ -1,7 +1,14 @@
-"""Where the shared data lives: a flag, then $BIOALBERT_DATA_DIR, then ../shared/data."""
+"""Where data is read and derived data is cached: the one place that knows
+both environment variables.
+
+Data: a flag, then $BIOALBERT_DATA_DIR, then ../shared/data beside the
+checkout. Cache (converted datasets such as BC4CHEMD): $BIOALBERT_CACHE_DIR,
+then ~/.cache/bioalbert.
+"""
 import os
 
 ENV_VAR = "BIOALBERT_DATA_DIR"
+CACHE_ENV_VAR = "BIOALBERT_CACHE_DIR"
 _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -24,3 +31,9 @@ def resolve_data_dir(flag_value=None):
   if not os.path.isdir(path):
     raise FileNotFoundError("Data directory does not exist: %s" % path)
   return path
+
+
+def default_cache_dir():
+  """$BIOALBERT_CACHE_DIR, else ~/.cache/bioalbert."""
+  return os.environ.get(CACHE_ENV_VAR) or os.path.join(
+      os.path.expanduser("~"), ".cache", "bioalbert")

@@ -35,7 +35,7 @@ def spm_model_file(pubmed_dir, tmp_path_factory):
   """A 1000-piece lower-cased SentencePiece model trained on the ~600
   abstracts of the two PubMed samples (about 2 s)."""
   from albert import train_spm
-  from bio import pubmed
+  from bio.corpus import pubmed
   texts = []
   for name in ("pubmed-sample-0001.xml.gz", "pubmed-sample-0002.xml.gz"):
     for article in pubmed.read_file(os.path.join(pubmed_dir, name)):

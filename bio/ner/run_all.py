@@ -1,0 +1,127 @@
+r"""Fine-tunes on every BioNER dataset present and writes a Table V-style table.
+
+For each dataset of bio.ner.datasets found under the data root (--data_dir,
+$BIOALBERT_DATA_DIR or ../shared/data), runs bio.ner.runner with the same
+flags as run_ner.py (train, select on dev, test) into
+<output_dir>/<dataset>/, then writes <output_dir>/table_v.md: test
+precision / recall / F1 (entity level, conlleval-compatible, in percent) per
+dataset, with the strict IOB2 F1 and the selected step beside them.
+
+  python -m bio.ner.run_all --albert_config_file=CONFIG.json \
+    --spm_model_file=SPM.model --init_checkpoint=MODEL.ckpt \
+    --output_dir=ner_runs [--datasets=NCBI-disease,BC5CDR-chem]
+
+A dataset that is absent is listed as such; one whose run fails is reported
+(with its error) and the others still run; the exit status is non-zero if
+any run failed.
+"""
+import copy
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from albert import file_utils
+from bio.ner import iob
+from bio.ner import datasets
+from bio.ner import runner
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """run_ner.py's flags plus --datasets (only when run as a script)."""
+  flags.DEFINE_list(
+      "datasets", None,
+      "Datasets to run (default: every registry dataset present).")
+  runner.define_flags()
+  flags.adopt_module_key_flags(runner)
+
+TABLE_FILE = "table_v.md"
+
+
+def format_table(rows):
+  """Markdown table from [(dataset, summary-or-None, note)]."""
+  lines = [
+      "| Dataset | Entity types | P | R | F1 | strict F1 | step | note |",
+      "|---|---|---|---|---|---|---|---|",
+  ]
+  for name, test, note in rows:
+    info = datasets.DATASETS.get(name, {})
+    types_ = ", ".join(info.get("entity_types") or ["(untyped)"])
+    if test is None:
+      lines.append("| %s | %s | - | - | - | - | - | %s |" %
+                   (name, types_, note))
+      continue
+    lines.append("| %s | %s | %.2f | %.2f | %.2f | %.2f | %s | %s |" % (
+        name, types_, 100 * test["conlleval_precision"],
+        100 * test["conlleval_recall"], 100 * test["conlleval_f1"],
+        100 * test["strict_f1"], test.get("step", "-"), note))
+  return "\n".join(lines) + "\n"
+
+
+def run_all(base_opts, datasets=None):
+  """Runs every dataset; returns the rows for `format_table`."""
+  names = datasets or list(datasets.DATASETS)
+  rows = []
+  for name in names:
+    _run_one(base_opts, name, rows)
+    # Rewritten after every dataset: a long sweep shows its progress.
+    file_utils.atomic_write(os.path.join(base_opts.output_dir, TABLE_FILE),
+                            format_table(rows))
+  return rows
+
+
+def _run_one(base_opts, name, rows):
+  """Runs one dataset and appends its row."""
+  try:
+    datasets.resolve_dataset_dir(name, base_opts.data_dir)
+  except FileNotFoundError as e:
+    logging.warning("%s: skipped, not available (%s)", name, e)
+    rows.append((name, None, "not available"))
+    return
+  opts = copy.copy(base_opts)
+  opts.dataset = name
+  opts.output_dir = os.path.join(base_opts.output_dir, name)
+  opts.do_train = opts.do_eval = opts.do_predict = True
+  started = time.time()
+  logging.info("===== %s -> %s", name, opts.output_dir)
+  try:
+    summary = runner.run(opts)
+  except (iob.NerFormatError, runner.NerRunError,
+          FileNotFoundError) as e:
+    logging.error("%s failed: %s", name, e)
+    rows.append((name, None, "failed: %s" % str(e).replace("|", "/")))
+    return
+  minutes = (time.time() - started) / 60
+  rows.append((name, summary["test"], "%.1f min" % minutes))
+
+
+def main(_):
+  logging.set_verbosity(logging.INFO)
+  opts = runner.options_from_flags(FLAGS)
+  if not opts.output_dir:
+    sys.stderr.write("run_all_ner: error: --output_dir is required\n")
+    sys.exit(1)
+  unknown = [n for n in FLAGS.datasets or [] if n not in datasets.DATASETS]
+  if unknown:
+    sys.stderr.write("run_all_ner: error: unknown dataset(s) %s; known: %s\n"
+                     % (", ".join(unknown),
+                        ", ".join(sorted(datasets.DATASETS))))
+    sys.exit(1)
+  os.makedirs(opts.output_dir, exist_ok=True)
+  # Datasets are found through the registry; --data_dir is the data root.
+  rows = run_all(opts, FLAGS.datasets)
+  table = format_table(rows)
+  file_utils.atomic_write(os.path.join(opts.output_dir, TABLE_FILE), table)
+  print(table)
+  if any(note.startswith("failed") for _, _, note in rows):
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

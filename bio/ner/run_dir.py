@@ -1,0 +1,105 @@
+"""The run directory of `run_ner.py`: what a fine-tuning run leaves behind,
+and the one place that reads and writes it.
+
+Training (`bio.ner.runner`) writes it, export (`bio.serving.export`) and
+conversion tools read it, so neither needs the other:
+
+  label_map.json        {label: id}, ids in label order
+  run_config.json       tokenizer, model config and window settings (enough
+                        to rebuild features and model for export)
+  best_checkpoint.txt   the selected checkpoint, relative to the directory
+  best/model.ckpt-N.*   a copy of the selected checkpoint (rotation of the
+                        training checkpoints never deletes it)
+  model.ckpt-N.*        the training checkpoints (TPUEstimator's)
+
+Every file is written atomically (`albert.file_utils`).
+"""
+import json
+import os
+import re
+
+import tensorflow.compat.v1 as tf
+
+from albert import file_utils
+
+LABEL_MAP_FILE = "label_map.json"
+RUN_CONFIG_FILE = "run_config.json"
+BEST_CHECKPOINT_FILE = "best_checkpoint.txt"
+BEST_DIR = "best"
+_CKPT_RE = re.compile(r"model\.ckpt-(\d+)\.index$")
+
+
+def checkpoint_step(prefix):
+  """The global step in a `model.ckpt-N` prefix, or None."""
+  m = _CKPT_RE.search(prefix + ".index")
+  return int(m.group(1)) if m else None
+
+
+def list_checkpoints(run_dir):
+  """[(step, prefix)] of the training checkpoints in `run_dir`, by step."""
+  found = []
+  for index_file in tf.io.gfile.glob(os.path.join(run_dir,
+                                                  "model.ckpt-*.index")):
+    step = checkpoint_step(index_file[:-len(".index")])
+    if step is not None:
+      found.append((step, index_file[:-len(".index")]))
+  return sorted(found)
+
+
+def write_label_map(run_dir, label_list):
+  file_utils.atomic_write_json(os.path.join(run_dir, LABEL_MAP_FILE),
+                               {label: i for i, label in enumerate(label_list)})
+
+
+def read_label_list(run_dir):
+  """Labels in id order, or None when the directory has no label map."""
+  path = os.path.join(run_dir, LABEL_MAP_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    label_map = json.load(f)
+  return [label for label, _ in sorted(label_map.items(),
+                                       key=lambda kv: kv[1])]
+
+
+def write_run_config(run_dir, config):
+  file_utils.atomic_write_json(os.path.join(run_dir, RUN_CONFIG_FILE), config)
+
+
+def read_run_config(run_dir):
+  """The settings recorded by run_ner.py ({} when there are none)."""
+  path = os.path.join(run_dir, RUN_CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def read_best_checkpoint(run_dir):
+  """The selected checkpoint prefix recorded in `run_dir`, or None."""
+  path = os.path.join(run_dir, BEST_CHECKPOINT_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    rel = f.read().strip()
+  return os.path.join(run_dir, rel) if rel else None
+
+
+def record_best(run_dir, prefix):
+  """Copies checkpoint `prefix` to best/, records it, drops the previous one.
+
+  The new files are complete before best_checkpoint.txt points at them, and
+  the old ones are removed only after that. Returns the new prefix.
+  """
+  best_dir = os.path.join(run_dir, BEST_DIR)
+  tf.io.gfile.makedirs(best_dir)
+  best = os.path.join(best_dir, os.path.basename(prefix))
+  if best != prefix:
+    file_utils.copy_checkpoint(prefix, best)
+  file_utils.atomic_write(os.path.join(run_dir, BEST_CHECKPOINT_FILE),
+                          os.path.relpath(best, run_dir) + "\n")
+  keep = os.path.basename(best) + "."
+  for path in tf.io.gfile.glob(os.path.join(best_dir, "*")):
+    if not os.path.basename(path).startswith(keep):
+      tf.io.gfile.remove(path)
+  return best

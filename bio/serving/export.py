@@ -1,0 +1,371 @@
+r"""Exports the checkpoint run_ner.py selected as a servable SavedModel.
+
+  python -m bio.serving.export --model_dir=RUN_NER_OUTPUT_DIR --export_dir=DIR
+
+Signatures (standard `predict` signature defs, so TensorFlow Serving and
+`saved_model_cli show --all` see them):
+
+* `serving_default`: `text` string [B] of raw UTF-8 → `num_entities` int32
+  [B]; `starts`, `ends` int32 [B, N] (Unicode code-point offsets, padded with
+  -1); `types`, `texts` string [B, N]; `scores` float32 [B, N], the mean
+  probability of the entity's predicted labels. Everything runs in the
+  graph: words are split as the BioNER corpora are (bio.text.word_tokenize),
+  pre-processed as ALBERT does (NFKD, accents stripped, lower case), cut
+  into SentencePiece pieces by tensorflow_text, and windowed exactly like
+  bio.ner.features so that no word goes unpredicted.
+* `tokens`: `input_ids`, `input_mask`, `segment_ids` int32 [B, S] →
+  `label_ids` int32 [B, S] and `probabilities` float32 [B, S, labels].
+
+The SentencePiece model is embedded in the graph (tensorflow_text needs its
+bytes as an op attribute) and also shipped under assets/; the label list is
+in assets/label_map.json. Loading needs only tensorflow and
+tensorflow_text.
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow.compat.v1 as tf
+import tensorflow_text as tf_text
+
+from albert import export_to_tfhub
+from albert import file_utils
+from albert import modeling
+from bio.ner import model as ner_model
+from bio.ner import run_dir
+
+# Mirrors word_tokenize._TOKEN_RE in RE2 syntax: whitespace (Unicode
+# separators too) and invisible control/format characters only separate;
+# every visible character outside a letter/digit/mark run is its own token.
+_SEPARATORS = r"\s\p{Z}\p{Cc}\p{Cf}"
+_WORD_CHARS = r"\p{L}\p{N}\p{M}"
+DELIM_PATTERN = r"[%s]+|[^%s%s]" % (_SEPARATORS, _WORD_CHARS, _SEPARATORS)
+KEEP_PATTERN = r"[^%s%s]" % (_WORD_CHARS, _SEPARATORS)
+_PAD_OFFSET = -1
+
+
+class ExportError(ValueError):
+  """A model directory that cannot be exported."""
+
+
+def _label_codes(label_list):
+  """Per label: prefix code (0 O, 1 B, 2 I) and index of its entity type."""
+  types, prefixes, type_ids = [], [], []
+  for label in label_list:
+    if label == "O":
+      prefixes.append(0)
+      type_ids.append(-1)
+      continue
+    prefix, _, etype = label.partition("-")
+    prefixes.append(1 if prefix == "B" else 2)
+    if etype not in types:
+      types.append(etype)
+    type_ids.append(types.index(etype))
+  return prefixes, type_ids, types
+
+
+def split_words(text):
+  """Words of each text with code-point offsets, all as ragged [B, W]."""
+  words, byte_starts, byte_ends = tf_text.regex_split_with_offsets(
+      text, DELIM_PATTERN, KEEP_PATTERN)
+  _, char_bytes = tf.strings.unicode_decode_with_offsets(text, "UTF-8")
+  big = tf.int64.max
+  char_bytes = tf.cast(char_bytes, tf.int64).to_tensor(default_value=big)
+
+  def to_code_points(byte_offsets):
+    padded = byte_offsets.to_tensor(default_value=big)
+    cps = tf.searchsorted(char_bytes, padded, side="left")
+    return tf.RaggedTensor.from_tensor(
+        tf.cast(cps, tf.int32), lengths=byte_offsets.row_lengths())
+
+  return words, to_code_points(byte_starts), to_code_points(byte_ends)
+
+
+def word_piece_ids(words, sp_model_bytes, do_lower_case, unk_id):
+  """Ragged [B, W, P] piece ids; a word with no piece gets [unk]."""
+  flat = words.flat_values
+  # tokenization.preprocess_text: NFKD, drop combining marks, lower case.
+  flat = tf_text.normalize_utf8(flat, "NFKD")
+  flat = tf.strings.regex_replace(flat, r"\p{Mn}", "")
+  if do_lower_case:
+    flat = tf.strings.lower(flat, encoding="utf-8")
+  tokenizer = tf_text.SentencepieceTokenizer(model=sp_model_bytes)
+  pieces = tokenizer.tokenize(flat)
+  lengths = pieces.row_lengths()
+  with_unk = tf.concat(
+      [pieces, tf.fill([tf.shape(flat)[0], 1], tf.cast(unk_id, pieces.dtype))],
+      axis=1)
+  keep = tf.ragged.range(lengths + 1) < tf.expand_dims(
+      tf.maximum(lengths, 1), 1)
+  pieces = tf.ragged.boolean_mask(with_unk, keep)
+  return words.with_flat_values(tf.cast(pieces, tf.int32))
+
+
+def build_windows(pieces, max_seq_length, cls_id, sep_id):
+  """ner_features' windows, batched over texts.
+
+  Args:
+    pieces: ragged [B, W, P] piece ids.
+
+  Returns:
+    A dict with the window features [num_windows, max_seq_length] and, per
+    word (flattened over the batch), the window and slot that predict it.
+  """
+  window_len = max_seq_length - 2
+  stride = max(1, window_len // 2)
+  text_pieces = pieces.merge_dims(1, 2)  # [B, P]
+  num_pieces = tf.cast(text_pieces.row_lengths(), tf.int32)
+  # Windows start every `stride` pieces; the last is aligned with the end.
+  extra = tf.maximum(num_pieces - window_len, 0)
+  num_windows = 1 + (extra + stride - 1) // stride
+  window_index = tf.ragged.range(num_windows).to_tensor(default_value=-1)
+  last = tf.expand_dims(num_windows - 1, 1)
+  starts = tf.where_v2(tf.equal(window_index, last), tf.expand_dims(extra, 1),
+                       window_index * stride)
+  starts = tf.RaggedTensor.from_tensor(starts, lengths=num_windows)
+  window_text = starts.value_rowids()
+  window_start = starts.flat_values
+  window_body = tf.minimum(window_len, tf.gather(num_pieces, window_text) -
+                           window_start)
+
+  flat_pieces = tf.concat([text_pieces.flat_values, [0]], axis=0)
+  piece_offset = tf.cast(text_pieces.row_starts(), tf.int32)
+  positions = tf.range(window_len)
+  valid = positions[None, :] < window_body[:, None]
+  index = (tf.gather(piece_offset, window_text)[:, None] +
+           window_start[:, None] + positions[None, :])
+  body = tf.where_v2(valid, tf.gather(flat_pieces, tf.where_v2(valid, index, 0)),
+                  tf.zeros_like(index))
+  num_real = tf.shape(window_start)[0]
+  input_ids = tf.concat([tf.fill([num_real, 1], cls_id), body,
+                         tf.zeros([num_real, 1], tf.int32)], axis=1)
+  input_ids += sep_id * tf.one_hot(window_body + 1, max_seq_length,
+                                   dtype=tf.int32)
+  input_mask = tf.cast(tf.range(max_seq_length)[None, :] <
+                       (window_body + 2)[:, None], tf.int32)
+
+  # The first piece of each word, as a position within its text.
+  word_lengths = tf.cast(pieces.row_lengths(axis=2), tf.int32)  # ragged [B,W]
+  first = tf.cumsum(word_lengths, axis=1, exclusive=True)
+  word_text = first.value_rowids()
+  word_pos = first.flat_values
+  # Best window: most context on both sides, ties to the earlier window.
+  cand = tf.gather(starts.to_tensor(default_value=-1), word_text)  # [Nw, K]
+  cand_ok = ((tf.range(tf.shape(cand)[1])[None, :] <
+              tf.gather(num_windows, word_text)[:, None]) &
+             (cand <= word_pos[:, None]) &
+             (word_pos[:, None] < cand + window_len))
+  score = tf.minimum(word_pos[:, None] - cand,
+                     cand + window_len - 1 - word_pos[:, None])
+  score = tf.where_v2(cand_ok, score, tf.fill(tf.shape(score), -1))
+  best = tf.argmax(score, axis=1, output_type=tf.int32)
+  chosen_start = tf.gather(cand, best, batch_dims=1)
+  word_window = tf.gather(tf.cast(starts.row_starts(), tf.int32),
+                          word_text) + best
+  word_slot = word_pos - chosen_start + 1
+  return {
+      "input_ids": input_ids,
+      "input_mask": input_mask,
+      "segment_ids": tf.zeros_like(input_ids),
+      "word_window": word_window,
+      "word_slot": word_slot,
+      "word_text": word_text,
+  }
+
+
+def decode_entities(label_ids, label_probs, word_text, word_starts, word_ends,
+                    text, label_list):
+  """Entities from per-word IOB2 labels (conlleval chunking, as seqeval's default).
+
+  All word inputs are flat over the batch; `word_text` maps words to texts.
+  """
+  prefixes, type_ids, types = _label_codes(label_list)
+  prefix = tf.gather(tf.constant(prefixes, tf.int32), label_ids)
+  etype = tf.gather(tf.constant(type_ids, tf.int32), label_ids)
+  prev_prefix = tf.concat([[0], prefix[:-1]], axis=0)
+  prev_type = tf.concat([[-1], etype[:-1]], axis=0)
+  prev_text = tf.concat([[-1], word_text[:-1]], axis=0)
+  inside = prefix > 0
+  # tf.equal, not ==: under TF1 behaviour == compares tensor identity.
+  starts_chunk = inside & (tf.equal(prefix, 1) |
+                           tf.not_equal(prev_text, word_text) |
+                           tf.equal(prev_prefix, 0) |
+                           tf.not_equal(prev_type, etype))
+  chunk = tf.cumsum(tf.cast(starts_chunk, tf.int32)) - 1
+  num = tf.reduce_sum(tf.cast(starts_chunk, tf.int32))
+  seg = tf.boolean_mask(chunk, inside)
+
+  def per_chunk(values, reduce_fn):
+    return reduce_fn(tf.boolean_mask(values, inside), seg, num)
+
+  ent_start = per_chunk(word_starts, tf.math.unsorted_segment_min)
+  ent_end = per_chunk(word_ends, tf.math.unsorted_segment_max)
+  ent_text_row = per_chunk(word_text, tf.math.unsorted_segment_min)
+  ent_type = per_chunk(etype, tf.math.unsorted_segment_min)
+  ent_score = per_chunk(label_probs, tf.math.unsorted_segment_mean)
+  ent_surface = tf.strings.substr(tf.gather(text, ent_text_row), ent_start,
+                                  ent_end - ent_start, unit="UTF8_CHAR")
+  type_names = tf.gather(tf.constant(types or [""], tf.string),
+                         tf.maximum(ent_type, 0))
+  batch = tf.shape(text, out_type=tf.int64)[0]
+  rowids = tf.cast(ent_text_row, tf.int64)
+
+  def pad(values, default):
+    ragged = tf.RaggedTensor.from_value_rowids(values, rowids, nrows=batch)
+    return ragged, ragged.to_tensor(default_value=default)
+
+  ragged_starts, starts = pad(ent_start, _PAD_OFFSET)
+  return {
+      "num_entities": tf.cast(ragged_starts.row_lengths(), tf.int32),
+      "starts": starts,
+      "ends": pad(ent_end, _PAD_OFFSET)[1],
+      "types": pad(type_names, "")[1],
+      "texts": pad(ent_surface, "")[1],
+      "scores": pad(ent_score, 0.0)[1],
+  }
+
+
+def _token_model(albert_config, num_labels, input_ids, input_mask,
+                 segment_ids):
+  """Per-piece label probabilities with the training graph's variables."""
+  with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
+    model = modeling.AlbertModel(
+        config=albert_config, is_training=False, input_ids=input_ids,
+        input_mask=input_mask, token_type_ids=segment_ids,
+        use_one_hot_embeddings=False, scope=ner_model.ENCODER_SCOPE)
+    logits = ner_model.token_classifier(model.get_sequence_output(),
+                                        num_labels, is_training=False)
+  return tf.nn.softmax(logits, axis=-1)
+
+
+def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
+                     max_seq_length, cls_id, sep_id, unk_id):
+  """Both signatures in the default graph, sharing one set of variables."""
+  num_labels = len(label_list)
+  ids = tf.placeholder(tf.int32, [None, None], "input_ids")
+  mask = tf.placeholder(tf.int32, [None, None], "input_mask")
+  segments = tf.placeholder(tf.int32, [None, None], "segment_ids")
+  probs = _token_model(albert_config, num_labels, ids, mask, segments)
+  tokens_sig = ({"input_ids": ids, "input_mask": mask, "segment_ids": segments},
+                {"label_ids": tf.argmax(probs, -1, output_type=tf.int32),
+                 "probabilities": probs})
+
+  text = tf.placeholder(tf.string, [None], "text")
+  words, word_starts, word_ends = split_words(text)
+  pieces = word_piece_ids(words, sp_model_bytes, do_lower_case, unk_id)
+  win = build_windows(pieces, max_seq_length, cls_id, sep_id)
+  window_probs = _token_model(albert_config, num_labels, win["input_ids"],
+                              win["input_mask"], win["segment_ids"])
+  word_probs = tf.gather_nd(window_probs, tf.stack(
+      [win["word_window"], win["word_slot"]], axis=1))
+  word_labels = tf.argmax(word_probs, -1, output_type=tf.int32)
+  entities = decode_entities(word_labels, tf.reduce_max(word_probs, -1),
+                             win["word_text"], word_starts.flat_values,
+                             word_ends.flat_values, text, label_list)
+  return {
+      tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY: ({"text": text},
+                                                         entities),
+      "tokens": tokens_sig,
+  }
+
+
+def export_ner(model_dir, export_dir, albert_config_file=None,
+               spm_model_file=None, do_lower_case=None, max_seq_length=None,
+               checkpoint=None):
+  """Writes the NER SavedModel for the checkpoint selected in `model_dir`."""
+  if not tf.io.gfile.isdir(model_dir):
+    raise ExportError("--model_dir %s does not exist" % model_dir)
+  label_list = run_dir.read_label_list(model_dir)
+  if label_list is None:
+    raise ExportError("%s is not a run_ner.py output directory (no %s)"
+                      % (model_dir, run_dir.LABEL_MAP_FILE))
+  recorded = run_dir.read_run_config(model_dir)
+  albert_config_file = albert_config_file or recorded.get("albert_config_file")
+  spm_model_file = spm_model_file or recorded.get("spm_model_file")
+  if do_lower_case is None:
+    do_lower_case = recorded.get("do_lower_case", True)
+  max_seq_length = max_seq_length or recorded.get("max_seq_length")
+  for name, value in (("albert_config_file", albert_config_file),
+                      ("spm_model_file", spm_model_file),
+                      ("max_seq_length", max_seq_length)):
+    if not value:
+      raise ExportError("--%s is needed (not recorded in %s)" %
+                        (name, model_dir))
+  for path in (albert_config_file, spm_model_file):
+    if not tf.io.gfile.exists(path):
+      raise ExportError("file not found: %s" % path)
+  checkpoint = checkpoint or run_dir.read_best_checkpoint(model_dir)
+  if not checkpoint:
+    raise ExportError("no selected checkpoint in %s (run run_ner.py with "
+                      "--do_train/--do_eval first)" % model_dir)
+  checkpoint = file_utils.resolve_checkpoint(checkpoint, "--checkpoint",
+                                             ExportError)
+
+  albert_config = modeling.AlbertConfig.from_json_file(albert_config_file)
+  with tf.io.gfile.GFile(spm_model_file, "rb") as f:
+    sp_model_bytes = f.read()
+  import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+  sp = spm.SentencePieceProcessor()
+  sp.LoadFromSerializedProto(sp_model_bytes)
+  cls_id, sep_id = sp.PieceToId("[CLS]"), sp.PieceToId("[SEP]")
+
+  asset_dir = tempfile.mkdtemp(prefix="export-ner-assets-")
+  label_asset = os.path.join(asset_dir, "label_map.json")
+  with open(label_asset, "w", encoding="utf-8") as f:
+    json.dump({"labels": label_list, "do_lower_case": do_lower_case,
+               "max_seq_length": max_seq_length}, f, indent=2)
+  try:
+    with tf.Graph().as_default():
+      signatures = build_signatures(
+          albert_config, label_list, sp_model_bytes, do_lower_case,
+          max_seq_length, cls_id, sep_id, sp.unk_id())
+      assets = [tf.constant(spm_model_file, name="spm_model"),
+                tf.constant(label_asset, name="label_map")]
+      export_to_tfhub.save_graph_as_saved_model(
+          export_dir, checkpoint, signatures, assets=assets,
+          init_op=tf.tables_initializer())
+  finally:
+    shutil.rmtree(asset_dir, ignore_errors=True)
+  logging.info("Exported %s (labels %s) to %s", checkpoint, label_list,
+               export_dir)
+  return export_dir
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "run_ner.py's --output_dir.")
+  flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+  flags.DEFINE_string("checkpoint", None,
+                      "Checkpoint to export instead of the selected one.")
+  flags.DEFINE_string("albert_config_file", None,
+                      "Defaults to what run_ner.py recorded.")
+  flags.DEFINE_string("spm_model_file", None,
+                      "Defaults to what run_ner.py recorded.")
+  flags.DEFINE_integer("max_seq_length", None,
+                       "Defaults to what run_ner.py recorded.")
+
+
+def main(_):
+  try:
+    export_ner(FLAGS.model_dir, FLAGS.export_dir,
+               albert_config_file=FLAGS.albert_config_file,
+               spm_model_file=FLAGS.spm_model_file,
+               max_seq_length=FLAGS.max_seq_length,
+               checkpoint=FLAGS.checkpoint)
+  except (ExportError, FileNotFoundError, ValueError) as e:
+    sys.stderr.write("export_ner: error: %s\n" % e)
+    sys.exit(1)
+  print(FLAGS.export_dir)
+
+
+if __name__ == "__main__":
+  define_flags()
+  flags.mark_flags_as_required(["model_dir", "export_dir"])
+  app.run(main)

@@ -1,0 +1,562 @@
+"""run_ner.py end to end on a slice of NCBI-disease, the model_fn, bad input.
+
+The end-to-end run (tiny config, SentencePiece trained here, random encoder
+checkpoint, 200 steps, checkpoints at 100 and 200) runs once in a
+subprocess; several tests read its outputs.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+from seqeval import metrics as seqeval_metrics
+from seqeval.scheme import IOB2
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
+SLICE = {"train.tsv": 200, "devel.tsv": 100, "test.tsv": 100}
+MAX_SEQ = 64
+RESULT_FILES = ("label_map.json", "dev_results.txt", "test_results.txt",
+                "test_predictions.txt", "best_checkpoint.txt",
+                "run_config.json")
+
+
+def read_blocks(path):
+  """[(tokens, labels)] of a token<TAB>label file, parsed independently."""
+  blocks, tokens, labels = [], [], []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.rstrip("\n")
+      if not line.strip():
+        if tokens:
+          blocks.append((tokens, labels))
+        tokens, labels = [], []
+        continue
+      token, label = line.split("\t")
+      tokens.append(token)
+      labels.append(label)
+  if tokens:
+    blocks.append((tokens, labels))
+  return blocks
+
+
+def write_blocks(path, blocks):
+  with open(path, "w", encoding="utf-8") as f:
+    for tokens, labels in blocks:
+      for token, label in zip(tokens, labels):
+        f.write("%s\t%s\n" % (token, label))
+      f.write("\n")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+  return tmp_path_factory.mktemp("run_ner")
+
+
+@pytest.fixture(scope="module")
+def ncbi_slice(ner_dir, work):
+  """200/100/100 sentences of NCBI-disease in a data directory of our own."""
+  src = os.path.join(ner_dir, "NCBI-disease")
+  out = work / "ncbi_slice"
+  out.mkdir()
+  for name, n in SLICE.items():
+    write_blocks(str(out / name), read_blocks(os.path.join(src, name))[:n])
+  return str(out)
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+  from albert import modeling  # pylint: disable=g-import-not-at-top
+  return modeling.AlbertConfig.from_json_file(TINY_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def spm_model(ner_dir, work, tiny_config):
+  from albert import train_spm  # pylint: disable=g-import-not-at-top
+  blocks = read_blocks(os.path.join(ner_dir, "NCBI-disease", "train.tsv"))
+  return train_spm.train_sentencepiece_from_texts(
+      [" ".join(tokens) for tokens, _ in blocks], str(work / "spm"),
+      vocab_size=min(1000, tiny_config.vocab_size))
+
+
+@pytest.fixture(scope="module")
+def encoder_ckpt(work, tiny_config):
+  """A randomly initialised tiny encoder saved as a checkpoint (bert/ only)."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from albert import modeling  # pylint: disable=g-import-not-at-top
+  path = str(work / "encoder" / "model.ckpt")
+  with tf.Graph().as_default():
+    ids = tf.zeros([1, 8], dtype=tf.int32)
+    modeling.AlbertModel(tiny_config, False, ids)
+    saver = tf.train.Saver(tf.global_variables())
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      return saver.save(sess, path)
+
+
+def run_ner_cli(args, timeout=600):
+  return subprocess.run(
+      [sys.executable, os.path.join(ROOT, "run_ner.py")] + args, cwd=ROOT,
+      capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def e2e(work, ncbi_slice, spm_model, encoder_ckpt):
+  out = str(work / "out")
+  proc = run_ner_cli([
+      "--data_dir=" + ncbi_slice, "--albert_config_file=" + TINY_CONFIG,
+      "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
+      "--output_dir=" + out, "--do_train", "--do_eval", "--do_predict",
+      "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
+      "--eval_batch_size=16", "--predict_batch_size=8", "--train_step=200",
+      "--warmup_step=10", "--save_checkpoints_steps=100",
+      "--learning_rate=1e-3"])
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  return types.SimpleNamespace(out=out, log=proc.stderr, data=ncbi_slice)
+
+
+def read_predictions(path):
+  sentences, current = [], []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.rstrip("\n")
+      if not line:
+        sentences.append(current)
+        current = []
+        continue
+      current.append(tuple(line.rsplit(" ", 2)))
+  assert not current, "file must end with a blank line"
+  return sentences
+
+
+def test_outputs_written(e2e):
+  for name in RESULT_FILES + ("dev_results.json", "test_results.json"):
+    assert os.path.isfile(os.path.join(e2e.out, name)), name
+  leftovers = [n for n in os.listdir(e2e.out) if ".tmp-" in n]
+  assert not leftovers
+  with open(os.path.join(e2e.out, "label_map.json")) as f:
+    assert json.load(f) == {"O": 0, "B-Disease": 1, "I-Disease": 2}
+  with open(os.path.join(e2e.out, "run_config.json")) as f:
+    config = json.load(f)
+  assert config["albert_config_file"] == TINY_CONFIG
+  assert os.path.isfile(config["spm_model_file"])
+  assert config["max_seq_length"] == MAX_SEQ and config["do_lower_case"]
+  assert config["label_list"] == ["O", "B-Disease", "I-Disease"]
+
+
+def test_every_test_token_predicted_in_order(e2e):
+  gold = read_blocks(os.path.join(e2e.data, "test.tsv"))
+  predicted = read_predictions(os.path.join(e2e.out, "test_predictions.txt"))
+  assert len(predicted) == len(gold) == SLICE["test.tsv"]
+  assert sum(map(len, predicted)) == sum(len(t) for t, _ in gold)
+  for (tokens, labels), rows in zip(gold, predicted):
+    assert [r[0] for r in rows] == tokens
+    assert [r[1] for r in rows] == labels
+    assert all(r[2] in ("O", "B-Disease", "I-Disease") for r in rows)
+  # Some test sentences were longer than one window: windows were used.
+  m = re.search(r"test: 100 sentences -> (\d+) features \((\d+) extra", e2e.log)
+  assert m and int(m.group(2)) > 0
+
+
+def test_reported_scores_equal_seqeval_on_predictions(e2e):
+  rows = read_predictions(os.path.join(e2e.out, "test_predictions.txt"))
+  y_true = [[r[1] for r in s] for s in rows]
+  y_pred = [[r[2] for r in s] for s in rows]
+  with open(os.path.join(e2e.out, "test_results.txt")) as f:
+    text = f.read()
+  expected = {
+      "conlleval-compatible": {},
+      "strict IOB2": {"mode": "strict", "scheme": IOB2},
+  }
+  for title, kwargs in expected.items():
+    m = re.search(r"overall \(%s\): precision ([\d.]+) recall ([\d.]+) "
+                  r"f1 ([\d.]+)" % re.escape(title), text)
+    assert m, title
+    p = seqeval_metrics.precision_score(y_true, y_pred, zero_division=0,
+                                        **kwargs)
+    r = seqeval_metrics.recall_score(y_true, y_pred, zero_division=0,
+                                     **kwargs)
+    f1 = seqeval_metrics.f1_score(y_true, y_pred, zero_division=0, **kwargs)
+    # The file prints 4 decimals: compare with seqeval formatted the same way.
+    assert m.groups() == tuple("%.4f" % v for v in (p, r, f1))
+  with open(os.path.join(e2e.out, "test_results.json")) as f:
+    payload = json.load(f)
+  assert payload["conlleval_f1"] == pytest.approx(
+      seqeval_metrics.f1_score(y_true, y_pred, zero_division=0), abs=1e-12)
+  acc = np.mean([t == p for ts, ps in zip(y_true, y_pred)
+                 for t, p in zip(ts, ps)])
+  assert payload["token_accuracy"] == pytest.approx(acc, abs=1e-12)
+  assert "token accuracy: %.4f" % acc in text
+
+
+def test_exported_model_agrees_with_run_ner_predictions(e2e, tmp_path,
+                                                        serve_texts):
+  """bio.serving.export on this run, served from a process that imports only
+  tensorflow and tensorflow_text, on the test sentences joined with spaces:
+  its entities are those of run_ner.py's test_predictions.txt."""
+  from seqeval.metrics.sequence_labeling import get_entities
+  export_dir = str(tmp_path / "export")
+  proc = subprocess.run([sys.executable, "-m", "bio.serving.export",
+                         "--model_dir=" + e2e.out,
+                         "--export_dir=" + export_dir],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = read_predictions(os.path.join(e2e.out, "test_predictions.txt"))
+  texts, expected = [], []
+  for sentence in rows:
+    tokens = [r[0] for r in sentence]
+    starts, pos = [], 0
+    for token in tokens:
+      starts.append(pos)
+      pos += len(token) + 1
+    texts.append(" ".join(tokens))
+    expected.append([(starts[first], starts[last] + len(tokens[last]), etype)
+                     for etype, first, last in
+                     get_entities([r[2] for r in sentence])])
+  served = serve_texts(export_dir, texts)
+  assert served["leaked"] == []
+  got = [[(s, e, t) for s, e, t, _, _ in ents] for ents in served["entities"]]
+  same = sum(g == w for g, w in zip(got, expected))
+  # Every sentence should agree; one may differ by a float near-tie between
+  # the estimator's batches and the serving graph's.
+  assert same >= len(texts) - 1, [(t, g, w) for t, g, w in
+                                  zip(texts, got, expected) if g != w][:3]
+  assert sum(map(len, expected)) > 0
+
+
+def test_dev_results_list_every_checkpoint_and_the_choice(e2e):
+  with open(os.path.join(e2e.out, "dev_results.txt")) as f:
+    text = f.read()
+  rows = re.findall(r"^(\d+)\s+model\.ckpt-(\d+)\s+([\d.]+)\s+([\d.]+)\s+"
+                    r"([\d.]+)\s+[\d.]+\s+[\d.]+(  <- chosen)?$", text, re.M)
+  assert [int(r[0]) for r in rows] == [100, 200]
+  assert all(r[0] == r[1] for r in rows)
+  chosen = [r for r in rows if r[5]]
+  assert len(chosen) == 1
+  f1s = [float(r[4]) for r in rows]
+  assert float(chosen[0][4]) == max(f1s)
+  step = int(chosen[0][0])
+  assert "chosen: model.ckpt-%d" % step in text
+  with open(os.path.join(e2e.out, "best_checkpoint.txt")) as f:
+    best = f.read().strip()
+  assert best == "best/model.ckpt-%d" % step
+  assert os.path.isfile(os.path.join(e2e.out, best + ".index"))
+  with open(os.path.join(e2e.out, "test_results.txt")) as f:
+    assert "checkpoint: %s\n" % best in f.read()
+
+
+def test_init_checkpoint_restores_encoder_and_not_classifier(e2e,
+                                                             encoder_ckpt,
+                                                             tiny_config):
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  encoder_vars = dict(tf.train.list_variables(encoder_ckpt))
+  bert = sorted(n for n in encoder_vars if n.startswith("bert/"))
+  assert bert
+  for name in bert:
+    assert re.search(r"name = %s:0, shape = .*\*INIT_FROM_CKPT\*" %
+                     re.escape(name), e2e.log), name
+  assert "All %d encoder (bert/) variables restored" % len(bert) in e2e.log
+  for name in ("ner/output_weights", "ner/output_bias"):
+    assert name not in encoder_vars
+    assert re.search(r"name = %s:0, .*\*FRESH\*" % name, e2e.log), name
+  # The step-0 checkpoint holds the weights training started from.
+  start = tf.train.load_checkpoint(os.path.join(e2e.out, "model.ckpt-0"))
+  source = tf.train.load_checkpoint(encoder_ckpt)
+  for name in bert:
+    np.testing.assert_array_equal(start.get_tensor(name),
+                                  source.get_tensor(name))
+  assert not start.get_tensor("ner/output_bias").any()
+  weights = start.get_tensor("ner/output_weights")
+  assert weights.shape == (3, tiny_config.hidden_size)
+  assert 0.005 < weights.std() < 0.03
+  final = tf.train.load_checkpoint(os.path.join(e2e.out, "model.ckpt-200"))
+  assert not np.array_equal(final.get_tensor(bert[0]),
+                            source.get_tensor(bert[0]))
+
+
+# ---------------------------------------------------------------------------
+# model_fn, called directly
+
+
+def _random_features(rng, batch, seq, num_labels, vocab):
+  mask = np.ones((batch, seq), np.int32)
+  mask[1, seq // 2:] = 0
+  return {
+      "input_ids": rng.randint(4, vocab, (batch, seq)).astype(np.int32),
+      "input_mask": mask,
+      "segment_ids": np.zeros((batch, seq), np.int32),
+      "label_ids": rng.randint(0, num_labels, (batch, seq)).astype(np.int32),
+      "label_mask": (rng.rand(batch, seq) < 0.5).astype(np.int32) * mask,
+      "is_real_example": np.array([1] * (batch - 1) + [0], np.int32),
+  }
+
+
+def test_masked_token_loss_matches_numpy():
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  rng = np.random.RandomState(1)
+  logits = rng.randn(3, 5, 4).astype(np.float32)
+  labels = rng.randint(0, 4, (3, 5)).astype(np.int32)
+  label_mask = (rng.rand(3, 5) < 0.6).astype(np.int32)
+  real = np.array([1, 1, 0], np.int32)
+  weights = label_mask * real[:, None]
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  picked = np.take_along_axis(log_probs, labels[..., None], -1)[..., 0]
+  expected = -(picked * weights).sum() / weights.sum()
+  with tf.Graph().as_default(), tf.Session() as sess:
+    w = ner_model.token_weights(tf.constant(label_mask), tf.constant(real))
+    loss, _ = ner_model.masked_token_loss(tf.constant(logits),
+                                          tf.constant(labels), w)
+    got_w, got = sess.run([w, loss])
+  np.testing.assert_array_equal(got_w, weights)
+  assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_model_fn_tpu_branch(tiny_config, encoder_ckpt, tmp_path):
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from bio.ner import features as ner_features  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  batch, seq, num_labels = 4, 16, 3
+  rng = np.random.RandomState(0)
+  base = _random_features(rng, batch, seq, num_labels, tiny_config.vocab_size)
+  model_fn = ner_model.model_fn_builder(
+      tiny_config, num_labels, encoder_ckpt, 1e-3, 10, 2, use_tpu=True,
+      use_one_hot_embeddings=True)
+  params = {"batch_size": batch}
+
+  # TRAIN: CrossShardOptimizer, and the restore deferred to scaffold_fn.
+  with tf.Graph().as_default() as graph:
+    feats = {k: tf.constant(v) for k, v in base.items()}
+    spec = model_fn(feats, None, tf.estimator.ModeKeys.TRAIN, params)
+    assert isinstance(spec, tf.estimator.tpu.TPUEstimatorSpec)
+    assert spec.train_op is not None and callable(spec.scaffold_fn)
+    assert "CrossReplicaSum" in {op.type for op in graph.get_operations()}
+    # (The graph holds TPU-only ops, so no CPU session can run it: check
+    # which initializers read the checkpoint instead.)
+    def source_op(tensor):
+      while tensor.op.type == "Identity":
+        tensor = tensor.op.inputs[0]
+      return tensor.op.type
+
+    def restored():
+      return {v.op.name for v in tf.global_variables()
+              if source_op(v.initializer.inputs[1]) == "RestoreV2"}
+
+    assert not restored()
+    assert isinstance(spec.scaffold_fn(), tf.train.Scaffold)
+    bert = {n for n, _ in tf.train.list_variables(encoder_ckpt)
+            if n.startswith("bert/")}
+    assert restored() == bert
+
+  # EVAL: (metric_fn, tensors); padding examples and unlabelled positions
+  # change nothing, a labelled position of a real example does.
+  with tf.Graph().as_default():
+    feats = {k: tf.placeholder(tf.int32, v.shape) for k, v in base.items()}
+    spec = model_fn(feats, None, tf.estimator.ModeKeys.EVAL, params)
+    metric_fn, tensors = spec.eval_metrics
+    assert callable(metric_fn) and isinstance(tensors, list)
+    metrics = metric_fn(*tensors)
+    updates = [op for _, op in metrics.values()]
+    values = {k: v for k, (v, _) in metrics.items()}
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+
+      def evaluate(arrays):
+        feed = {feats[k]: arrays[k] for k in arrays}
+        sess.run(tf.local_variables_initializer())
+        loss, predictions = sess.run([spec.loss, tensors[2]], feed)
+        sess.run(updates, feed)
+        return loss, predictions, sess.run(values)
+
+      loss, predictions, got = evaluate(base)
+      weights = base["label_mask"] * base["is_real_example"][:, None]
+      correct = (predictions == base["label_ids"]) * weights
+      assert got["eval_token_accuracy"] == pytest.approx(
+          correct.sum() / weights.sum(), rel=1e-6)
+
+      changed = {k: v.copy() for k, v in base.items()}
+      changed["label_ids"][-1] = (changed["label_ids"][-1] + 1) % num_labels
+      changed["label_mask"][-1] = 1
+      unlabelled = np.argwhere(base["label_mask"][0] == 0)[0, 0]
+      changed["label_ids"][0, unlabelled] += 1
+      loss2, _, got2 = evaluate(changed)
+      assert loss2 == pytest.approx(loss, rel=1e-6)
+      assert got2 == pytest.approx(got, rel=1e-6)
+
+      labelled = np.argwhere(base["label_mask"][0] == 1)[0, 0]
+      changed["label_ids"][0, labelled] = (
+          changed["label_ids"][0, labelled] + 1) % num_labels
+      loss3, _, _ = evaluate(changed)
+      assert loss3 != pytest.approx(loss, rel=1e-6)
+
+  # PREDICT: per-piece label ids and probabilities, fixed shapes.
+  with tf.Graph().as_default():
+    feats = {k: tf.constant(v) for k, v in base.items()}
+    spec = model_fn(feats, None, tf.estimator.ModeKeys.PREDICT, params)
+    assert spec.predictions["predictions"].shape.as_list() == [batch, seq]
+    assert spec.predictions["predictions"].dtype == tf.int32
+    probs = spec.predictions["probabilities"]
+    assert probs.shape.as_list() == [batch, seq, num_labels]
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      p, ids = sess.run([probs, spec.predictions["predictions"]])
+    np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(ids, p.argmax(-1))
+
+  # The TPU input pipeline has static batch shapes (drop_remainder).
+  path = str(tmp_path / "x.tf_record")
+  feats_list = [ner_features.padding_feature(seq)] * 5
+  ner_features.write_tfrecord(feats_list, path)
+  with tf.Graph().as_default():
+    dataset = ner_features.file_based_input_fn_builder(
+        path, seq, is_training=True, drop_remainder=True)(params)
+    for key, spec_ in dataset.element_spec.items():
+      assert spec_.shape.is_fully_defined(), key
+      assert spec_.shape[0] == batch and spec_.dtype == tf.int32
+
+
+# ---------------------------------------------------------------------------
+# Bad input
+
+
+def _opts(data_dir, out, **overrides):
+  opts = dict(
+      data_dir=data_dir, dataset=None, collapse_types=False,
+      albert_config_file=TINY_CONFIG, spm_model_file=None, vocab_file=None,
+      init_checkpoint=None, output_dir=out, do_train=True, do_eval=True,
+      do_predict=True, do_lower_case=True, max_seq_length=MAX_SEQ,
+      train_batch_size=8, eval_batch_size=8, predict_batch_size=8,
+      learning_rate=1e-3, train_step=2, warmup_step=0, optimizer="adamw",
+      use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None,
+      master=None, num_tpu_cores=8, iterations_per_loop=2,
+      save_checkpoints_steps=2, keep_checkpoint_max=5)
+  opts.update(overrides)
+  return types.SimpleNamespace(**opts)
+
+
+def _copy_slice(src, dst, edit=None):
+  os.makedirs(dst)
+  for name in SLICE:
+    with open(os.path.join(src, name), encoding="utf-8") as f:
+      lines = f.readlines()
+    if edit and name in edit:
+      lines = edit[name](lines)
+    with open(os.path.join(dst, name), "w", encoding="utf-8") as f:
+      f.writelines(lines)
+
+
+def test_missing_tab_exits_nonzero_naming_file_and_line(ncbi_slice, spm_model,
+                                                        tmp_path):
+  data = str(tmp_path / "data")
+
+  def break_line_5(lines):
+    lines[4] = lines[4].replace("\t", " ")
+    return lines
+
+  _copy_slice(ncbi_slice, data, {"train.tsv": break_line_5})
+  out = str(tmp_path / "out")
+  proc = run_ner_cli([
+      "--data_dir=" + data, "--albert_config_file=" + TINY_CONFIG,
+      "--spm_model_file=" + spm_model, "--output_dir=" + out, "--do_train",
+      "--do_eval", "--do_predict", "--max_seq_length=32"], timeout=300)
+  assert proc.returncode != 0
+  assert "run_ner.py: error: %s:5: no tab" % os.path.join(
+      data, "train.tsv") in proc.stderr
+  assert not any(os.path.exists(os.path.join(out, n)) for n in RESULT_FILES)
+
+
+@pytest.mark.parametrize("split,edit,message", [
+    ("test.tsv", lambda ls: ls[:2] + ["x\tX-Disease\n"] + ls[2:],
+     r"test\.tsv:3: .*'X-Disease'"),
+    ("devel.tsv", lambda ls: ["\n"], r"devel\.tsv:1: empty split"),
+    ("train.tsv", lambda ls: ls[:3] + ["a\tO\textra\n"] + ls[3:],
+     r"train\.tsv:4: 3 columns"),
+])
+def test_bad_files_raise_before_any_output(ncbi_slice, spm_model, tmp_path,
+                                           split, edit, message):
+  from bio.ner import iob  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  data = str(tmp_path / "data")
+  _copy_slice(ncbi_slice, data, {split: edit})
+  out = str(tmp_path / "out")
+  with pytest.raises(iob.NerFormatError, match=message):
+    runner.run(_opts(data, out, spm_model_file=spm_model))
+  assert not os.path.exists(out)
+
+
+def test_unseen_test_label_warns_with_file_and_line(ncbi_slice, spm_model,
+                                                    tmp_path, caplog):
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  data = str(tmp_path / "data")
+  _copy_slice(ncbi_slice, data,
+              {"test.tsv": lambda ls: ["aspirin\tB-Chemical\n"] + ls})
+  inputs = runner._Inputs(  # pylint: disable=protected-access
+      _opts(data, str(tmp_path / "out"), spm_model_file=spm_model))
+  assert "B-Chemical" not in inputs.label_map
+  assert re.search(r"test\.tsv:1: label 'B-Chemical' never occurs",
+                   caplog.text)
+  features = inputs.features("test")
+  assert features[0].label_mask[1] == 1
+
+
+def test_flag_errors(ncbi_slice, spm_model, tmp_path):
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "out")
+  bad = [
+      dict(do_train=False, do_eval=False, do_predict=False),
+      dict(data_dir=None),
+      dict(spm_model_file=None),
+      dict(max_seq_length=2),
+      dict(max_seq_length=1024),  # above max_position_embeddings
+  ]
+  for overrides in bad:
+    opts = _opts(ncbi_slice, out, spm_model_file=spm_model)
+    vars(opts).update(overrides)
+    with pytest.raises(runner.NerRunError):
+      runner.run(opts)
+  assert not os.path.exists(out)
+  # Predicting with nothing trained is an error too, not a random model.
+  with pytest.raises(runner.NerRunError, match="no fine-tuned"):
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                         do_train=False, do_eval=False))
+
+
+def test_run_all_ner_table(monkeypatch, tmp_path):
+  from bio.ner import datasets  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_all  # pylint: disable=g-import-not-at-top
+  calls = []
+
+  def fake_resolve(name, data_dir=None):
+    if name == "BC2GM":
+      raise FileNotFoundError("absent")
+    return "/nowhere/" + name
+
+  def fake_run(opts):
+    calls.append((opts.dataset, opts.output_dir, opts.do_eval))
+    if opts.dataset == "JNLPBA":
+      raise runner.NerRunError("boom | bad")
+    return {"test": {"conlleval_precision": 0.5, "conlleval_recall": 0.25,
+                     "conlleval_f1": 1 / 3, "strict_f1": 0.3, "step": 200}}
+
+  monkeypatch.setattr(datasets, "resolve_dataset_dir", fake_resolve)
+  monkeypatch.setattr(runner, "run", fake_run)
+  base = _opts(None, str(tmp_path), do_eval=False)
+  rows = run_all.run_all(base, ["NCBI-disease", "BC2GM", "JNLPBA"])
+  assert [c[0] for c in calls] == ["NCBI-disease", "JNLPBA"]
+  assert calls[0][1] == os.path.join(str(tmp_path), "NCBI-disease")
+  assert calls[0][2] and base.dataset is None and base.do_eval is False
+  with open(os.path.join(str(tmp_path), "table_v.md")) as f:
+    table = f.read()
+  assert "| NCBI-disease | Disease | 50.00 | 25.00 | 33.33 | 30.00 | 200 |" \
+      in table
+  assert table == run_all.format_table(rows)
+  lines = table.splitlines()
+  assert len(lines) == 2 + 3
+  assert lines[3].startswith("| BC2GM | GENE | - |")
+  assert "not available" in lines[3]
+  assert lines[4].startswith("| JNLPBA |") and "failed: boom / bad" in lines[4]

@@ -1,0 +1,311 @@
+"""SavedModel exports: the NER serving graph and the encoder feature extractor.
+
+The NER model here has random weights (a big classifier scale so that labels
+are varied and argmax never hinges on float noise): what is tested is that
+the in-graph path (word split, pieces, windows, entity decoding) gives what
+the Python path of run_ner.py (bio.ner.features) gives for the same weights.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+
+from albert import export_to_tfhub
+from albert import modeling
+from albert import tokenization
+from bio.serving import export
+from bio.ner import iob
+from bio.ner import features as ner_features
+from bio.ner import model as ner_model
+from bio.ner import run_dir as ner_run_files
+from bio.text import word_tokenize
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+TINY = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
+LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
+MAX_SEQ = 16  # small, so that ordinary sentences need several windows
+UNICODE_TEXTS = [
+    "β-catenin and Wnt signalling in colorectal cancer 😀 .",
+    "The 5'-UTR of BRCA1-associated transcripts (α/β ratio 0.5) in E. coli .",
+    "naïve T cells , Ångström-scale pores , and the ΔF508 mutation",
+    "",
+    "   ",
+]
+
+
+
+
+@pytest.fixture(scope="module")
+def ner_run_dir(tmp_path_factory, spm_model_file):
+  """A run_ner.py-style output dir holding a random 'fine-tuned' model."""
+  run_dir = tmp_path_factory.mktemp("ner_run")
+  config = modeling.AlbertConfig.from_json_file(TINY)
+  with tf.Graph().as_default():
+    ids = tf.placeholder(tf.int32, [None, None])
+    model = modeling.AlbertModel(config, False, ids)
+    ner_model.token_classifier(model.get_sequence_output(), len(LABELS),
+                               False)
+    with tf.variable_scope("ner", reuse=True):
+      weights = tf.get_variable("output_weights")
+    with tf.Session() as sess:
+      tf.set_random_seed(1)
+      sess.run(tf.global_variables_initializer())
+      rng = np.random.RandomState(0)
+      sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
+      os.makedirs(run_dir / "best")
+      tf.train.Saver().save(sess, str(run_dir / "best" / "model.ckpt-7"))
+  (run_dir / ner_run_files.LABEL_MAP_FILE).write_text(
+      json.dumps({label: i for i, label in enumerate(LABELS)}))
+  (run_dir / ner_run_files.BEST_CHECKPOINT_FILE).write_text("best/model.ckpt-7\n")
+  (run_dir / ner_run_files.RUN_CONFIG_FILE).write_text(json.dumps({
+      "albert_config_file": TINY, "spm_model_file": spm_model_file,
+      "do_lower_case": True, "max_seq_length": MAX_SEQ}))
+  return str(run_dir)
+
+
+@pytest.fixture(scope="module")
+def ner_export(ner_run_dir, tmp_path_factory):
+  export_dir = str(tmp_path_factory.mktemp("export") / "ner")
+  export.export_ner(ner_run_dir, export_dir)
+  return export_dir
+
+
+def _python_entities(texts, run_dir, spm_model_file):
+  """Entities by the training-side path: ner_features + the tokens model."""
+  tokenizer = tokenization.FullTokenizer(None, do_lower_case=True,
+                                         spm_model_file=spm_model_file)
+  encoder = ner_features.PieceEncoder(tokenizer, do_lower_case=True)
+  label_map = {label: i for i, label in enumerate(LABELS)}
+  words = [word_tokenize.tokenize_with_offsets(t) for t in texts]
+  features = []
+  for i, sentence in enumerate(words):
+    features.extend(ner_features.convert_sentence(
+        i, [w for w, _, _ in sentence], None, label_map, MAX_SEQ, encoder))
+  arrays = ner_features.features_to_arrays(features)
+  config = modeling.AlbertConfig.from_json_file(TINY)
+  with tf.Graph().as_default():
+    ids = tf.placeholder(tf.int32, [None, MAX_SEQ])
+    mask = tf.placeholder(tf.int32, [None, MAX_SEQ])
+    model = modeling.AlbertModel(config, False, ids, mask)
+    probs = tf.nn.softmax(ner_model.token_classifier(
+        model.get_sequence_output(), len(LABELS), False))
+    with tf.Session() as sess:
+      tf.train.Saver().restore(sess, os.path.join(run_dir, "best",
+                                                  "model.ckpt-7"))
+      p = sess.run(probs, {ids: arrays["input_ids"],
+                           mask: arrays["input_mask"]})
+  labels = ner_features.assemble_predictions(
+      features, p.argmax(-1), [len(s) for s in words], LABELS)
+  word_prob = [[None] * len(s) for s in words]
+  for f, row in zip(features, p):
+    for slot, w in enumerate(f.word_ids):
+      if w >= 0:
+        word_prob[f.sentence_index][w] = float(row[slot].max())
+  from seqeval.metrics.sequence_labeling import get_entities
+  out = []
+  for sentence, seq, probs_of in zip(words, labels, word_prob):
+    ents = []
+    for etype, first, last in get_entities(seq):
+      ents.append((sentence[first][1], sentence[last][2], etype,
+                   float(np.mean(probs_of[first:last + 1]))))
+    out.append(ents)
+  return out
+
+
+@pytest.fixture(scope="module")
+def ncbi_texts(ner_dir):
+  sentences = iob.read_iob_file(os.path.join(ner_dir, "NCBI-disease",
+                                                  "test.tsv"))
+  texts = []
+  for s in sentences[:60]:
+    text = " ".join(s.tokens)
+    # Only sentences whose words the raw-text tokenizer gives back unchanged.
+    if word_tokenize.tokenize(text) == list(s.tokens):
+      texts.append(text)
+  assert len(texts) >= 40
+  return texts
+
+
+def test_serving_matches_training_path(ner_export, ner_run_dir,
+                                       spm_model_file, ncbi_texts,
+                                       serve_texts):
+  long_text = " ".join(ncbi_texts[:8])  # many windows
+  texts = ncbi_texts + [long_text] + UNICODE_TEXTS
+  served = serve_texts(ner_export, texts)
+  assert served["leaked"] == []
+  assert {"serving_default", "tokens"} <= set(served["signatures"])
+  expected = _python_entities(texts, ner_run_dir, spm_model_file)
+  total = 0
+  for text, got, want in zip(texts, served["entities"], expected):
+    assert [(s, e, t) for s, e, t, _, _ in got] == \
+        [(s, e, t) for s, e, t, _ in want], text
+    for (s, e, _, score, surface), (_, _, _, want_score) in zip(got, want):
+      assert surface == text[s:e]
+      assert score == pytest.approx(want_score, abs=1e-5)
+    total += len(got)
+  assert total > 50  # the random model tags plenty: the check has teeth
+
+
+def test_unicode_offsets_slice_exactly(ner_export, serve_texts):
+  served = serve_texts(ner_export, UNICODE_TEXTS)
+  for text, ents in zip(UNICODE_TEXTS, served["entities"]):
+    for start, end, _, _, surface in ents:
+      assert 0 <= start < end <= len(text)
+      assert text[start:end] == surface
+      # Entities start and end on word edges of the raw-text tokenizer.
+      edges = word_tokenize.tokenize_with_offsets(text)
+      assert start in {s for _, s, _ in edges}
+      assert end in {e for _, _, e in edges}
+  assert served["entities"][3] == [] and served["entities"][4] == []
+
+
+def test_saved_model_cli_lists_signatures(ner_export):
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  if not os.path.exists(cli):
+    pytest.skip("saved_model_cli not installed beside this interpreter")
+  proc = subprocess.run([cli, "show", "--dir", ner_export, "--all"],
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  for name in ("serving_default", "tokens", "num_entities", "starts",
+               "probabilities", "input_ids"):
+    assert name in proc.stdout
+  assets = os.listdir(os.path.join(ner_export, "assets"))
+  assert "label_map.json" in assets
+  assert any(a.endswith(".model") for a in assets)
+
+
+def test_export_rejects_bad_model_dir(tmp_path, ner_run_dir):
+  def run(*args):
+    return subprocess.run([sys.executable, "-m", "bio.serving.export", *args],
+                          capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+  missing = run("--model_dir=%s" % (tmp_path / "nope"),
+                "--export_dir=%s" % (tmp_path / "out"))
+  assert missing.returncode != 0 and "does not exist" in missing.stderr
+  (tmp_path / "empty").mkdir()
+  not_ner = run("--model_dir=%s" % (tmp_path / "empty"),
+                "--export_dir=%s" % (tmp_path / "out"))
+  assert not_ner.returncode != 0 and "label_map.json" in not_ner.stderr
+  assert not (tmp_path / "out").exists()
+
+
+def test_encoder_export_matches_graph(tmp_path, run_python):
+  config = modeling.AlbertConfig.from_json_file(TINY)
+  rng = np.random.RandomState(3)
+  ids = rng.randint(5, config.vocab_size, size=(2, 12)).astype(np.int32)
+  mask = np.ones_like(ids)
+  mask[1, 7:] = 0
+  segments = np.zeros_like(ids)
+  segments[:, 6:] = 1
+  with tf.Graph().as_default():
+    model = modeling.AlbertModel(config, False, tf.constant(ids),
+                                 tf.constant(mask), tf.constant(segments))
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      want_seq, want_pooled = sess.run([model.get_sequence_output(),
+                                        model.get_pooled_output()])
+      ckpt = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+  export_dir = str(tmp_path / "encoder")
+  export_to_tfhub.export_encoder(TINY, ckpt, export_dir)
+  code = r"""
+import json
+import numpy as np
+import tensorflow as tf
+sig = tf.saved_model.load(%r).signatures["tokens"]
+out = sig(input_ids=tf.constant(%s, tf.int32), input_mask=tf.constant(%s,
+          tf.int32), segment_ids=tf.constant(%s, tf.int32))
+print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
+""" % (export_dir, ids.tolist(), mask.tolist(), segments.tolist())
+  got = run_python(code)
+  np.testing.assert_allclose(got["sequence_output"], want_seq, atol=1e-5)
+  np.testing.assert_allclose(got["pooled_output"], want_pooled, atol=1e-5)
+  # An encoder export is not something bio.serving.tag can use: clear refusal.
+  proc = _tag_cli("--saved_model=" + export_dir, "--input=/dev/null",
+                  "--output=%s" % (tmp_path / "never.jsonl"))
+  assert proc.returncode != 0 and "not a NER export" in proc.stderr
+
+
+def _tag_cli(*args):
+  return subprocess.run([sys.executable, "-m", "bio.serving.tag", *args],
+                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def _articles_with_abstract(path):
+  import gzip
+  import xml.etree.ElementTree as ET
+  with gzip.open(path) as f:
+    root = ET.parse(f).getroot()
+  return [a.findtext(".//PMID") for a in root.iter("PubmedArticle")
+          if a.find(".//Abstract/AbstractText") is not None]
+
+
+def test_tag_pubmed_to_pubtator_and_jsonl(ner_export, pubmed_dir, tmp_path):
+  xml = os.path.join(pubmed_dir, "pubmed26n1334.xml.gz")
+  out = tmp_path / "tags.pubtator"
+  proc = _tag_cli("--saved_model=" + ner_export, "--input=" + xml,
+                  "--output=%s" % out, "--format=pubtator", "--batch_size=7")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  docs = [d for d in out.read_text(encoding="utf-8").split("\n\n") if d]
+  pmids = []
+  annotations = 0
+  for doc in docs:
+    lines = doc.split("\n")
+    pmid, kind, title = lines[0].split("|", 2)
+    assert kind == "t" and lines[1].startswith(pmid + "|a|")
+    text = title + " " + lines[1].split("|", 2)[2]
+    for line in lines[2:]:
+      doc_id, start, end, mention, _ = line.split("\t")
+      assert doc_id == pmid and text[int(start):int(end)] == mention
+      annotations += 1
+    pmids.append(pmid)
+  assert pmids == _articles_with_abstract(xml)
+  assert annotations > 0
+
+  lines_file = tmp_path / "abstracts.txt"
+  lines_file.write_text("β-catenin in colorectal cancer .\n\nBRCA1 mutation "
+                        "carriers\n", encoding="utf-8")
+  out = tmp_path / "tags.jsonl"
+  proc = _tag_cli("--saved_model=" + ner_export, "--input=%s" % lines_file,
+                  "--output=%s" % out)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  records = [json.loads(l) for l in out.read_text(encoding="utf-8")
+             .splitlines()]
+  assert [r["id"] for r in records] == ["1", "3"]
+  for r in records:
+    for e in r["entities"]:
+      assert r["text"][e["start"]:e["end"]] == e["text"]
+
+
+def test_tag_bad_and_empty_input(ner_export, tmp_path):
+  from bio.serving import tag
+
+  def fake_tagger(texts):
+    raise AssertionError("never called for empty input")
+
+  empty = tmp_path / "empty.txt"
+  empty.write_text("")
+  out = tmp_path / "empty.jsonl"
+  assert tag.tag_file(fake_tagger, str(empty), str(out)) == (0, 0)
+  assert out.read_text() == ""
+
+  bad = tmp_path / "bad.txt"
+  bad.write_bytes(b"fine line\n\xff\xfe broken\n")
+  with pytest.raises(tag.TagError, match=r"bad.txt:2: not valid UTF-8"):
+    tag.tag_file(lambda texts: None, str(bad), str(tmp_path / "bad.jsonl"))
+  assert not (tmp_path / "bad.jsonl").exists()
+  assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
+
+  not_xml = tmp_path / "notxml.xml"
+  not_xml.write_text("this is not xml")
+  proc = _tag_cli("--saved_model=" + ner_export, "--input=%s" % not_xml,
+                  "--output=%s" % (tmp_path / "x.jsonl"))
+  assert proc.returncode != 0 and "notxml.xml" in proc.stderr
+  assert not (tmp_path / "x.jsonl").exists()
+
+  proc = _tag_cli("--saved_model=%s" % (tmp_path / "missing"),
+                  "--input=%s" % empty, "--output=%s" % out)
+  assert proc.returncode != 0 and "does not exist" in proc.stderr
