@@ -1,9 +1,15 @@
 """BioALBERT: ALBERT (TF 2.15 port) for biomedical named entity recognition."""
+import os
+import sys
+
 from setuptools import find_packages, setup
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bio import console  # pylint: disable=wrong-import-position
 
 setup(
     name="bioalbert",
-    version="0.1.0",
+    version="0.2.0",
     description="A TensorFlow 2.15 port of ALBERT with a BioALBERT layer for "
                 "biomedical pretraining and named entity recognition.",
     long_description=open("README.md", encoding="utf-8").read(),
@@ -13,6 +19,8 @@ setup(
     packages=find_packages(include=["albert", "albert.*", "bio", "bio.*"]),
     py_modules=["create_pretraining_data", "run_pretraining", "run_ner"],
     package_data={"albert": ["configs/*.json"]},
+    # One bioalbert-* command per tool; the table is bio/console.py's.
+    entry_points={"console_scripts": console.entry_points()},
     install_requires=[
         "tensorflow==2.15.1",
         "tensorflow-text==2.15.0",
