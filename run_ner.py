@@ -4,7 +4,10 @@ r"""Fine-tunes ALBERT for biomedical NER, selects on dev, tests, predicts.
     --spm_model_file=SPM.model --init_checkpoint=MODEL.ckpt \
     --output_dir=OUT --do_train --do_eval --do_predict
 
-The work is done by bio.ner.runner; see its docstring for the outputs.
+Flag defaults are the paper's Table III. The work is done by
+bio.ner.runner (see its docstring for the outputs); a user error (bad
+flags or input files, a busy or mismatched --output_dir) is one line on
+stderr and exit status 1.
 """
 import sys
 
@@ -13,12 +16,11 @@ from absl import flags
 from absl import logging
 
 from albert import common_flags
-from bio.ner import iob
 from bio.ner import runner
 
 FLAGS = flags.FLAGS
 runner.define_flags()
-# Show the flags defined in bio.ner.runner (and the TPU ones) under --help.
+# Show the flags defined in bio.ner.runner (and the shared ones) under --help.
 flags.adopt_module_key_flags(runner)
 flags.adopt_module_key_flags(common_flags)
 
@@ -27,8 +29,7 @@ def main(_):
   logging.set_verbosity(logging.INFO)
   try:
     runner.run(runner.options_from_flags(FLAGS))
-  except (iob.NerFormatError, runner.NerRunError,
-          FileNotFoundError) as e:
+  except runner.USER_ERRORS as e:
     logging.error("%s", e)
     sys.stderr.write("run_ner.py: error: %s\n" % e)
     sys.exit(1)

@@ -15,7 +15,7 @@ A dataset that is absent is listed as such; one whose run fails is reported
 (with its error) and the others still run; the exit status is non-zero if
 any run failed.
 """
-import copy
+import dataclasses
 import os
 import sys
 import time
@@ -25,7 +25,6 @@ from absl import flags
 from absl import logging
 
 from albert import file_utils
-from bio.ner import iob
 from bio.ner import datasets
 from bio.ner import runner
 
@@ -63,9 +62,9 @@ def format_table(rows):
   return "\n".join(lines) + "\n"
 
 
-def run_all(base_opts, datasets=None):
+def run_all(base_opts, names=None):
   """Runs every dataset; returns the rows for `format_table`."""
-  names = datasets or list(datasets.DATASETS)
+  names = names or list(datasets.DATASETS)
   rows = []
   for name in names:
     _run_one(base_opts, name, rows)
@@ -83,16 +82,15 @@ def _run_one(base_opts, name, rows):
     logging.warning("%s: skipped, not available (%s)", name, e)
     rows.append((name, None, "not available"))
     return
-  opts = copy.copy(base_opts)
-  opts.dataset = name
-  opts.output_dir = os.path.join(base_opts.output_dir, name)
-  opts.do_train = opts.do_eval = opts.do_predict = True
+  opts = dataclasses.replace(
+      base_opts, dataset=name,
+      output_dir=os.path.join(base_opts.output_dir, name), do_train=True,
+      do_eval=True, do_predict=True)
   started = time.time()
   logging.info("===== %s -> %s", name, opts.output_dir)
   try:
     summary = runner.run(opts)
-  except (iob.NerFormatError, runner.NerRunError,
-          FileNotFoundError) as e:
+  except runner.USER_ERRORS as e:
     logging.error("%s failed: %s", name, e)
     rows.append((name, None, "failed: %s" % str(e).replace("|", "/")))
     return

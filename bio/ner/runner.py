@@ -17,10 +17,11 @@ dev_results.txt/.json, best_checkpoint.txt (path of the selected checkpoint
 relative to output_dir), run_config.json (tokenizer, config and window
 settings, for export), test_results.txt/.json, test_predictions.txt.
 """
+import dataclasses
 import json
 import os
 import time
-import types
+from typing import Optional
 
 from absl import flags
 from absl import logging
@@ -39,66 +40,107 @@ from bio.ner import run_dir
 from bio.ner import datasets
 
 
-
 class NerRunError(ValueError):
   """A problem with the flags or inputs of a run (reported without a trace)."""
 
 
-def define_flags():
+# What the command-line tools report as one line, without a trace.
+USER_ERRORS = (iob.NerFormatError, NerRunError, FileNotFoundError,
+               file_utils.DirLockedError)
+
+
+@dataclasses.dataclass(frozen=True)
+class NerOptions:
+  """Everything a fine-tuning run depends on (the flags of run_ner.py)."""
+  output_dir: Optional[str] = None
+  data_dir: Optional[str] = None
+  dataset: Optional[str] = None
+  collapse_types: bool = False
+  albert_config_file: Optional[str] = None
+  init_checkpoint: Optional[str] = None
+  tokenizer: common_flags.TokenizerOptions = common_flags.TokenizerOptions()
+  do_train: bool = False
+  do_eval: bool = False
+  do_predict: bool = False
+  max_seq_length: int = 512
+  train_batch_size: int = 32
+  eval_batch_size: int = 16
+  predict_batch_size: int = 16
+  learning_rate: float = 1e-5
+  train_step: int = 5336
+  warmup_step: int = 320
+  optimizer: str = "adamw"
+  seed: Optional[int] = None
+  overwrite: bool = False
+  tpu: estimator_utils.TpuOptions = estimator_utils.TpuOptions(
+      iterations_per_loop=200, save_checkpoints_steps=200)
+
+
+def define_flags(flag_values=flags.FLAGS):
   """The flags of run_ner.py; defaults are the paper's Table III."""
+  kw = {"flag_values": flag_values}
   flags.DEFINE_string(
       "data_dir", None,
       "Directory with train.tsv, devel.tsv (or dev.tsv) and test.tsv. With "
-      "--dataset, the data root searched for the dataset instead.")
+      "--dataset, the data root searched for the dataset instead.", **kw)
   flags.DEFINE_string(
       "dataset", None,
       "A dataset name from bio.ner.datasets (e.g. NCBI-disease), found under "
-      "the data root (--data_dir, $BIOALBERT_DATA_DIR or ../shared/data).")
+      "the data root (--data_dir, $BIOALBERT_DATA_DIR or ../shared/data).",
+      **kw)
   flags.DEFINE_bool(
       "collapse_types", False,
       "Drop entity types (B-Disease -> B), as BioBERT's preprocessed copies "
-      "do, for comparison with published numbers.")
-  flags.DEFINE_string("albert_config_file", None,
-                      "The ALBERT config json (model architecture).")
-  flags.DEFINE_string("spm_model_file", None,
-                      "The SentencePiece model of the pretrained model.")
-  flags.DEFINE_string(
-      "vocab_file", None,
-      "Vocabulary file (WordPiece mode when no --spm_model_file is given).")
-  flags.DEFINE_string(
-      "init_checkpoint", None,
-      "Encoder or pretraining checkpoint: every bert/ variable is restored "
-      "from it; the classifier always starts fresh.")
-  flags.DEFINE_string("output_dir", None,
-                      "Where checkpoints and results are written.")
-  flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.")
+      "do, for comparison with published numbers.", **kw)
+  common_flags.define_tokenizer_flags(flag_values)
+  common_flags.define_model_flags(init_checkpoint_help=(
+      "Encoder or pretraining checkpoint (a prefix, or a directory whose "
+      "latest checkpoint is taken): every bert/ variable is restored from "
+      "it; the classifier always starts fresh."), **kw)
+  common_flags.define_output_dir_flag(
+      "Where checkpoints and results are written.", **kw)
+  flags.DEFINE_bool(
+      "overwrite", False,
+      "Start afresh: remove the files an earlier run_ner.py run wrote in "
+      "--output_dir (nothing else) before training.", **kw)
+  flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.", **kw)
   flags.DEFINE_bool(
       "do_eval", False,
-      "Evaluate every checkpoint on dev and select the best by entity F1.")
+      "Evaluate every checkpoint on dev and select the best by entity F1.",
+      **kw)
   flags.DEFINE_bool("do_predict", False,
-                    "Tag the test split with the selected checkpoint.")
-  flags.DEFINE_bool("do_lower_case", True,
-                    "Lower-case the input (must match pretraining).")
-  flags.DEFINE_integer(
-      "max_seq_length", 512,
-      "Pieces per window incl. [CLS]/[SEP]; longer sentences are split into "
-      "overlapping windows, never truncated.")
-  flags.DEFINE_integer("train_batch_size", 32, "Batch size for training.")
-  flags.DEFINE_integer("eval_batch_size", 16, "Batch size for dev evaluation.")
+                    "Tag the test split with the selected checkpoint.", **kw)
+  common_flags.define_max_seq_length_flag(
+      512, "Pieces per window incl. [CLS]/[SEP]; longer sentences are split "
+      "into overlapping windows, never truncated.", **kw)
+  flags.DEFINE_integer("train_batch_size", 32, "Batch size for training.",
+                       **kw)
+  flags.DEFINE_integer("eval_batch_size", 16,
+                       "Batch size for dev evaluation.", **kw)
   flags.DEFINE_integer("predict_batch_size", 16,
-                       "Batch size for test prediction.")
-  flags.DEFINE_float("learning_rate", 1e-5, "Peak learning rate.")
-  flags.DEFINE_integer("train_step", 5336, "Number of training steps.")
-  flags.DEFINE_integer("warmup_step", 320, "Linear warm-up steps.")
-  flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.")
+                       "Batch size for test prediction.", **kw)
+  flags.DEFINE_float("learning_rate", 1e-5, "Peak learning rate.", **kw)
+  flags.DEFINE_integer("train_step", 5336, "Number of training steps.", **kw)
+  flags.DEFINE_integer("warmup_step", 320, "Linear warm-up steps.", **kw)
+  flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.",
+                    **kw)
+  flags.DEFINE_integer(
+      "seed", None,
+      "Seed of the TF graph (classifier initialisation, dropout) and of the "
+      "training-data shuffle; unset: a different run each time.", **kw)
   common_flags.define_tpu_flags(iterations_per_loop=200,
-                                   save_checkpoints_steps=200,
-                                   keep_checkpoint_max=5)
+                                save_checkpoints_steps=200,
+                                keep_checkpoint_max=5, **kw)
 
 
-def options_from_flags(flags_obj):
-  """A plain, copyable namespace of the flag values."""
-  return types.SimpleNamespace(**flags_obj.flag_values_dict())
+def options_from_flags(flag_values):
+  """A `NerOptions` from parsed flags (those of `define_flags`)."""
+  fields = {f.name for f in dataclasses.fields(NerOptions)}
+  fields -= {"tokenizer", "tpu"}
+  return NerOptions(
+      tokenizer=common_flags.TokenizerOptions.from_flags(flag_values),
+      tpu=estimator_utils.TpuOptions.from_flags(flag_values),
+      **{name: flag_values[name].value for name in fields})
 
 
 # ---------------------------------------------------------------------------
@@ -154,11 +196,9 @@ class _Inputs(object):
       raise NerRunError("bad --albert_config_file %s: %s" %
                         (opts.albert_config_file, e)) from e
     try:
-      tokenization.validate_case_matches_checkpoint(opts.do_lower_case,
-                                                    opts.init_checkpoint)
-      tokenizer = tokenization.FullTokenizer(
-          vocab_file=opts.vocab_file, do_lower_case=opts.do_lower_case,
-          spm_model_file=opts.spm_model_file)
+      tokenization.validate_case_matches_checkpoint(
+          opts.tokenizer.do_lower_case, opts.init_checkpoint)
+      tokenizer = tokenization.FullTokenizer(**opts.tokenizer.as_kwargs())
     except ValueError as e:
       raise NerRunError(str(e)) from e
     if len(tokenizer.vocab) > self.albert_config.vocab_size:
@@ -168,7 +208,8 @@ class _Inputs(object):
            self.albert_config.vocab_size))
     modeling.check_seq_length(opts.max_seq_length, self.albert_config,
                               opts.albert_config_file, NerRunError)
-    self.encoder = ner_features.PieceEncoder(tokenizer, opts.do_lower_case)
+    self.encoder = ner_features.PieceEncoder(tokenizer,
+                                                opts.tokenizer.do_lower_case)
 
   def features(self, split):
     return ner_features.convert_sentences(
@@ -187,9 +228,9 @@ def run_config(opts, inputs):
   """The settings recorded in run_config.json."""
   return {
       "albert_config_file": _abs(opts.albert_config_file),
-      "spm_model_file": _abs(opts.spm_model_file),
-      "vocab_file": _abs(opts.vocab_file),
-      "do_lower_case": opts.do_lower_case,
+      "spm_model_file": _abs(opts.tokenizer.spm_model_file),
+      "vocab_file": _abs(opts.tokenizer.vocab_file),
+      "do_lower_case": opts.tokenizer.do_lower_case,
       "max_seq_length": opts.max_seq_length,
       "window_stride": None,  # None: half a window (bio.ner.features)
       "collapse_types": opts.collapse_types,
@@ -210,11 +251,14 @@ def check_options(opts):
       raise NerRunError("--%s is required" % name)
   if not (opts.data_dir or opts.dataset):
     raise NerRunError("give --data_dir (a dataset directory) or --dataset")
-  if not (opts.spm_model_file or opts.vocab_file):
+  if not (opts.tokenizer.spm_model_file or opts.tokenizer.vocab_file):
     raise NerRunError("give --spm_model_file (or --vocab_file)")
-  for name in ("max_seq_length", "train_batch_size", "eval_batch_size",
-               "predict_batch_size", "train_step", "save_checkpoints_steps"):
-    if getattr(opts, name) is not None and getattr(opts, name) < 1:
+  positive = {name: getattr(opts, name) for name in (
+      "max_seq_length", "train_batch_size", "eval_batch_size",
+      "predict_batch_size", "train_step")}
+  positive["save_checkpoints_steps"] = opts.tpu.save_checkpoints_steps
+  for name, value in positive.items():
+    if value is not None and value < 1:
       raise NerRunError("--%s must be positive" % name)
   if opts.max_seq_length < 3:
     raise NerRunError("--max_seq_length must be at least 3")
@@ -345,7 +389,7 @@ def train(opts, estimator, train_file, num_examples, selector=None):
   input_fn = ner_features.file_based_input_fn_builder(
       train_file, opts.max_seq_length, is_training=True, drop_remainder=True,
       shuffle_buffer=num_examples)
-  every = max(1, min(100, opts.save_checkpoints_steps // 2))
+  every = max(1, min(100, opts.tpu.save_checkpoints_steps // 2))
   started = time.time()
   existing = run_dir.list_checkpoints(opts.output_dir)
   first_step = existing[-1][0] if existing else 0
@@ -354,8 +398,8 @@ def train(opts, estimator, train_file, num_examples, selector=None):
   else:
     # One chunk per checkpoint, so each is evaluated before rotation can
     # delete it and the dev curve shows up in the log as training goes.
-    targets = list(range(opts.save_checkpoints_steps, opts.train_step,
-                         opts.save_checkpoints_steps)) + [opts.train_step]
+    targets = list(range(opts.tpu.save_checkpoints_steps, opts.train_step,
+                         opts.tpu.save_checkpoints_steps)) + [opts.train_step]
   for target in targets:
     done = run_dir.list_checkpoints(opts.output_dir)
     if done and done[-1][0] >= target:
@@ -463,16 +507,16 @@ def run(opts):
       learning_rate=opts.learning_rate,
       num_train_steps=opts.train_step,
       num_warmup_steps=opts.warmup_step,
-      use_tpu=opts.use_tpu,
+      use_tpu=opts.tpu.use_tpu,
       optimizer=opts.optimizer,
-      use_one_hot_embeddings=opts.use_tpu)
+      use_one_hot_embeddings=opts.tpu.use_tpu)
   predict_batch = opts.predict_batch_size or opts.eval_batch_size
   estimator = estimator_utils.make_estimator(
-      model_fn, opts, opts.output_dir, opts.train_batch_size,
+      model_fn, opts.tpu, opts.output_dir, opts.train_batch_size,
       opts.eval_batch_size, predict_batch_size=predict_batch)
   # Dev predictions go through PREDICT mode at the eval batch size.
   dev_estimator = estimator_utils.make_estimator(
-      model_fn, opts, opts.output_dir, opts.train_batch_size,
+      model_fn, opts.tpu, opts.output_dir, opts.train_batch_size,
       opts.eval_batch_size, predict_batch_size=opts.eval_batch_size)
 
   summary = {"output_dir": opts.output_dir, "data_dir": inputs.data_dir}

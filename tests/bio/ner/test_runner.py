@@ -424,18 +424,28 @@ def test_model_fn_tpu_branch(tiny_config, encoder_ckpt, tmp_path):
 
 
 def _opts(data_dir, out, **overrides):
+  """A NerOptions for a tiny run; tokenizer and TPU fields given flat."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from albert import common_flags  # pylint: disable=g-import-not-at-top
+  from albert import estimator_utils  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
   opts = dict(
       data_dir=data_dir, dataset=None, collapse_types=False,
-      albert_config_file=TINY_CONFIG, spm_model_file=None, vocab_file=None,
-      init_checkpoint=None, output_dir=out, do_train=True, do_eval=True,
-      do_predict=True, do_lower_case=True, max_seq_length=MAX_SEQ,
+      albert_config_file=TINY_CONFIG, init_checkpoint=None, output_dir=out,
+      do_train=True, do_eval=True, do_predict=True, max_seq_length=MAX_SEQ,
       train_batch_size=8, eval_batch_size=8, predict_batch_size=8,
-      learning_rate=1e-3, train_step=2, warmup_step=0, optimizer="adamw",
-      use_tpu=False, tpu_name=None, tpu_zone=None, gcp_project=None,
-      master=None, num_tpu_cores=8, iterations_per_loop=2,
-      save_checkpoints_steps=2, keep_checkpoint_max=5)
-  opts.update(overrides)
-  return types.SimpleNamespace(**opts)
+      learning_rate=1e-3, train_step=2, warmup_step=0, optimizer="adamw")
+  tokenizer = dict(spm_model_file=None, vocab_file=None, do_lower_case=True)
+  tpu = dict(use_tpu=False, iterations_per_loop=2, save_checkpoints_steps=2,
+             keep_checkpoint_max=5)
+  for key, value in overrides.items():
+    group = (tokenizer if key in tokenizer else
+             tpu if key in {f.name for f in dataclasses.fields(
+                 estimator_utils.TpuOptions)} else opts)
+    group[key] = value
+  return runner.NerOptions(
+      tokenizer=common_flags.TokenizerOptions(**tokenizer),
+      tpu=estimator_utils.TpuOptions(**tpu), **opts)
 
 
 def _copy_slice(src, dst, edit=None):
@@ -514,8 +524,8 @@ def test_flag_errors(ncbi_slice, spm_model, tmp_path):
       dict(max_seq_length=1024),  # above max_position_embeddings
   ]
   for overrides in bad:
-    opts = _opts(ncbi_slice, out, spm_model_file=spm_model)
-    vars(opts).update(overrides)
+    opts = _opts(**dict(dict(data_dir=ncbi_slice, out=out,
+                             spm_model_file=spm_model), **overrides))
     with pytest.raises(runner.NerRunError):
       runner.run(opts)
   assert not os.path.exists(out)
@@ -560,3 +570,24 @@ def test_run_all_ner_table(monkeypatch, tmp_path):
   assert lines[3].startswith("| BC2GM | GENE | - |")
   assert "not available" in lines[3]
   assert lines[4].startswith("| JNLPBA |") and "failed: boom / bad" in lines[4]
+
+
+def test_options_from_flags_keep_run_ner_names_and_defaults():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  runner.define_flags(flag_values)
+  flag_values(["run_ner.py", "--output_dir=/o", "--spm_model_file=m",
+               "--init_checkpoint=c", "--use_tpu=false"])
+  opts = runner.options_from_flags(flag_values)
+  # The paper's Table III.
+  assert (opts.max_seq_length, opts.train_batch_size, opts.learning_rate,
+          opts.train_step, opts.warmup_step) == (512, 32, 1e-5, 5336, 320)
+  assert opts.tpu.save_checkpoints_steps == 200
+  assert opts.tpu.iterations_per_loop == 200
+  assert opts.tpu.keep_checkpoint_max == 5
+  assert opts.tokenizer.spm_model_file == "m" and opts.tokenizer.do_lower_case
+  assert opts.output_dir == "/o" and opts.init_checkpoint == "c"
+  assert opts.seed is None and not opts.overwrite
+  with pytest.raises(Exception):
+    opts.train_step = 1  # frozen
