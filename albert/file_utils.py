@@ -15,7 +15,18 @@ import socket
 import tempfile
 import uuid
 
-import tensorflow.compat.v1 as tf
+
+
+class _LazyTensorFlow(object):
+  """tensorflow.compat.v1, imported on first use: tools that only touch
+  local files (bio.corpus) should not pay TF's seconds of start-up."""
+
+  def __getattr__(self, name):
+    import tensorflow.compat.v1 as tf_v1  # pylint: disable=g-import-not-at-top
+    return getattr(tf_v1, name)
+
+
+tf = _LazyTensorFlow()
 
 
 def expand_globs(patterns, error_cls=ValueError, what="input"):
@@ -47,6 +58,11 @@ def is_local(path):
   return "://" not in path or path.startswith("file://")
 
 
+def _is_plain_local(path):
+  """A local path that os functions take as is (not file://)."""
+  return "://" not in path
+
+
 def temp_path(path):
   """A hidden, unique sibling of `path` (globs of outputs do not match it)."""
   directory, name = os.path.split(path)
@@ -61,6 +77,12 @@ def is_temp_name(name):
 
 def remove_quietly(path):
   """Removes a file if it exists; never raises (for clean-up paths)."""
+  if _is_plain_local(path):
+    try:
+      os.remove(path)
+    except OSError:
+      pass
+    return
   try:
     if tf.io.gfile.exists(path):
       tf.io.gfile.remove(path)
@@ -78,29 +100,55 @@ def _publish_mode(path):
 
 
 @contextlib.contextmanager
-def atomic_file(path, mode="w"):
+def atomic_file(path, mode="w", fsync=False):
   """Yields a file open for writing at a temporary name; on success renames
-  it to `path`, on any exception removes it and re-raises."""
+  it to `path`, on any exception removes it and re-raises. With `fsync`, a
+  local file's bytes reach the disk before the rename (durable on a crash)."""
   tmp = temp_path(path)
   try:
-    with tf.io.gfile.GFile(tmp, mode) as f:
+    with _open_for_write(tmp, mode) as f:
       yield f
+    if fsync and _is_plain_local(tmp):
+      _fsync(tmp)
     _publish_mode(tmp)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    if _is_plain_local(path):
+      os.replace(tmp, path)
+    else:
+      tf.io.gfile.rename(tmp, path, overwrite=True)
   finally:
     remove_quietly(tmp)
 
 
-def atomic_write(path, data):
+def _open_for_write(path, mode):
+  """Local files through open() (as GFile: UTF-8, newlines untranslated),
+  others through tf.io.gfile."""
+  if not _is_plain_local(path):
+    return tf.io.gfile.GFile(path, mode)
+  if "b" in mode:
+    return open(path, mode)
+  return open(path, mode, encoding="utf-8", newline="")
+
+
+def _fsync(path):
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+
+
+def atomic_write(path, data, fsync=False):
   """Writes `data` (str or bytes) to `path` atomically."""
-  with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as f:
+  with atomic_file(path, "wb" if isinstance(data, bytes) else "w",
+                   fsync=fsync) as f:
     f.write(data)
 
 
-def atomic_write_json(path, obj, indent=2, sort_keys=False):
+def atomic_write_json(path, obj, indent=2, sort_keys=False, fsync=False):
   """Writes `obj` as JSON (plus a final newline) to `path` atomically."""
   atomic_write(path, json.dumps(obj, indent=indent, sort_keys=sort_keys,
-                                ensure_ascii=False, default=float) + "\n")
+                                ensure_ascii=False, default=float) + "\n",
+               fsync=fsync)
 
 
 @contextlib.contextmanager
