@@ -17,7 +17,8 @@ from absl import flags
 
 
 def define_tokenizer_flags(flag_values=flags.FLAGS):
-  """--spm_model_file, --vocab_file and --do_lower_case."""
+  """--spm_model_file, --vocab_file, --do_lower_case and
+  --corrected_digit_comma."""
   kw = {"flag_values": flag_values}
   flags.DEFINE_string(
       "spm_model_file", None,
@@ -30,6 +31,12 @@ def define_tokenizer_flags(flag_values=flags.FLAGS):
       "do_lower_case", True,
       "Lower-case the input. True for uncased models (every released ALBERT "
       "v2 model), and it must match pretraining.", **kw)
+  flags.DEFINE_bool(
+      "corrected_digit_comma", False,
+      "SentencePiece mode: split a piece such as '1,' that continues a word "
+      "into '1' ',' (Hugging Face's AlbertTokenizer) instead of upstream "
+      "ALBERT's '▁1' ',' (its behaviour under Python 3, which pretrained "
+      "BioALBERT). It must match pretraining.", **kw)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +45,14 @@ class TokenizerOptions:
   spm_model_file: Optional[str] = None
   vocab_file: Optional[str] = None
   do_lower_case: bool = True
+  corrected_digit_comma: bool = False
 
   @classmethod
   def from_flags(cls, flag_values=flags.FLAGS):
     return cls(spm_model_file=flag_values.spm_model_file,
                vocab_file=flag_values.vocab_file,
-               do_lower_case=flag_values.do_lower_case)
+               do_lower_case=flag_values.do_lower_case,
+               corrected_digit_comma=flag_values.corrected_digit_comma)
 
   def as_kwargs(self):
     return dataclasses.asdict(self)
@@ -61,6 +70,13 @@ def define_model_flags(flag_values=flags.FLAGS, init_checkpoint_help=None):
       "Initial checkpoint, usually of a pretrained ALBERT: a checkpoint "
       "prefix, or a directory whose latest checkpoint is taken.",
       flag_values=flag_values)
+
+
+def define_spm_model_file_flag(help_text, flag_values=flags.FLAGS):
+  """--spm_model_file alone, for tools that need no tokenizer (e.g.
+  run_pretraining.py records and checks it)."""
+  flags.DEFINE_string("spm_model_file", None, help_text,
+                      flag_values=flag_values)
 
 
 def define_output_dir_flag(help_text, default=None, flag_values=flags.FLAGS):

@@ -7,6 +7,18 @@ Port of google-research/albert `tokenization.py` to Python 3 and TF 2.15
 In SentencePiece mode `FullTokenizer.tokenize` does not lower-case or strip
 accents: as in upstream's `create_pretraining_data.py`, callers run
 `preprocess_text(text, lower=do_lower_case)` first.
+
+The digit-comma rule (`encode_pieces`): a piece ending in a digit and a comma
+("▁1990," or, inside a word, "1,") is re-encoded without the comma, and the
+comma becomes a piece of its own. Upstream meant to drop the word-start
+marker "▁" that re-encoding puts in front of digits that continued a word,
+but under Python 3 its check compares a str piece with its bytes constant
+`SPIECE_UNDERLINE` and never matches, so "e1," split as "▁e" "1," comes out
+as "▁e" "▁1" ",". That is what upstream produces under Python 3 (and what
+models pretrained with it, BioALBERT's included, saw), so it is the default
+here; tests/albert/test_golden.py checks it against upstream's own output.
+`corrected_digit_comma=True` (flag --corrected_digit_comma) applies the rule
+as intended, as Hugging Face's `AlbertTokenizer` does: "▁e" "1" ",".
 """
 
 import collections
@@ -16,8 +28,8 @@ import unicodedata
 import sentencepiece as spm
 import tensorflow.compat.v1 as tf
 
-# Upstream stores this as UTF-8 bytes, which under Python 3 never equals a
-# character of a str piece; a str keeps the digit-comma rule working.
+# Upstream stores this as UTF-8 bytes; see the module docstring for what that
+# does to the digit-comma rule under Python 3.
 SPIECE_UNDERLINE = u"\u2581"
 
 
@@ -71,7 +83,8 @@ def preprocess_text(inputs, remove_space=True, lower=False,
   return outputs
 
 
-def encode_pieces(sp_model, text, return_unicode=True, sample=False):
+def encode_pieces(sp_model, text, return_unicode=True, sample=False,
+                  corrected_digit_comma=False):
   """Splits `text` into SentencePiece pieces (str).
 
   A piece such as "9," or "▁1990," (digits then a comma) is re-encoded without
@@ -83,6 +96,10 @@ def encode_pieces(sp_model, text, return_unicode=True, sample=False):
     text: str (or UTF-8 bytes).
     return_unicode: kept for upstream compatibility; pieces are always str.
     sample: draw a segmentation by subword regularisation instead of the best.
+    corrected_digit_comma: False (upstream under Python 3): the re-encoded
+      digits always start a word ("▁e" "1," -> "▁e" "▁1" ","). True (Hugging
+      Face's `AlbertTokenizer`): digits that continued a word keep doing so
+      ("▁e" "1" ",").
 
   Returns:
     A list of str pieces.
@@ -100,10 +117,10 @@ def encode_pieces(sp_model, text, return_unicode=True, sample=False):
     if len(piece) > 1 and piece[-1] == "," and piece[-2].isdigit():
       sub_pieces = sp_model.EncodeAsPieces(
           piece[:-1].replace(SPIECE_UNDERLINE, ""))
-      # Re-encoding adds a word-start marker; drop it when the original piece
-      # continued a word.
-      if (piece[0] != SPIECE_UNDERLINE and sub_pieces and
-          sub_pieces[0][0] == SPIECE_UNDERLINE):
+      # Re-encoding adds a word-start marker; the corrected rule drops it when
+      # the original piece continued a word.
+      if (corrected_digit_comma and piece[0] != SPIECE_UNDERLINE and
+          sub_pieces and sub_pieces[0][0] == SPIECE_UNDERLINE):
         if len(sub_pieces[0]) == 1:
           sub_pieces = sub_pieces[1:]
         else:
@@ -115,9 +132,10 @@ def encode_pieces(sp_model, text, return_unicode=True, sample=False):
   return new_pieces
 
 
-def encode_ids(sp_model, text, sample=False):
+def encode_ids(sp_model, text, sample=False, corrected_digit_comma=False):
   """Like `encode_pieces`, but returns the piece ids."""
-  pieces = encode_pieces(sp_model, text, return_unicode=False, sample=sample)
+  pieces = encode_pieces(sp_model, text, return_unicode=False, sample=sample,
+                         corrected_digit_comma=corrected_digit_comma)
   return [sp_model.PieceToId(piece) for piece in pieces]
 
 
@@ -183,9 +201,21 @@ def whitespace_tokenize(text):
 class FullTokenizer(object):
   """End-to-end tokenizer: SentencePiece if a model is given, else WordPiece."""
 
-  def __init__(self, vocab_file, do_lower_case=True, spm_model_file=None):
+  def __init__(self, vocab_file, do_lower_case=True, spm_model_file=None,
+               corrected_digit_comma=False):
+    """Loads the SentencePiece model, or else the WordPiece vocabulary.
+
+    Args:
+      vocab_file: a WordPiece vocabulary, used without `spm_model_file`.
+      do_lower_case: WordPiece mode only (see the module docstring).
+      spm_model_file: a SentencePiece model (local or gs:// path).
+      corrected_digit_comma: SentencePiece mode: the digit-comma rule of
+        Hugging Face's `AlbertTokenizer` instead of upstream's (see
+        `encode_pieces`). Data and model must agree on it.
+    """
     self.vocab = None
     self.sp_model = None
+    self.corrected_digit_comma = corrected_digit_comma
     if spm_model_file:
       _require_file(spm_model_file, "SentencePiece model file")
       tf.logging.info("loading sentence piece model %s", spm_model_file)
@@ -213,7 +243,8 @@ class FullTokenizer(object):
 
   def tokenize(self, text):
     if self.sp_model:
-      return encode_pieces(self.sp_model, text, return_unicode=False)
+      return encode_pieces(self.sp_model, text, return_unicode=False,
+                           corrected_digit_comma=self.corrected_digit_comma)
     split_tokens = []
     for token in self.basic_tokenizer.tokenize(text):
       split_tokens.extend(self.wordpiece_tokenizer.tokenize(token))

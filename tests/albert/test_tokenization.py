@@ -13,9 +13,11 @@ import sys
 import unicodedata
 import xml.etree.ElementTree as ET
 
+from absl import flags
 import pytest
 import sentencepiece as spm
 
+from albert import common_flags
 from albert import tokenization
 from albert import train_spm
 
@@ -155,45 +157,78 @@ def test_spm_tokenize_does_not_lowercase(sp_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def digit_comma_sp(tmp_path_factory, train_texts):
+def digit_comma_model(tmp_path_factory, train_texts):
   # User-defined symbols make the pieces deterministic: "1990," "9," and
-  # "▁12," are pieces that end in digit+comma; "1990", "▁9" and "▁12" are what
-  # their digits re-encode to.
+  # "▁12," are pieces that end in digit+comma; "▁" "1990", "▁9" and "▁12" are
+  # what their digits re-encode to.
   symbols = train_spm.USER_DEFINED_SYMBOLS + [
       "1990,", "1990", "9,", "\u25819", "\u258112,", "\u258112"]
   texts = ["in 1990, rates rose", "a9, b 12, c"] * 20 + train_texts[:40]
-  path = train_spm.train_sentencepiece_from_texts(
+  return train_spm.train_sentencepiece_from_texts(
       texts, str(tmp_path_factory.mktemp("dc") / "dc"), vocab_size=300,
       extra_args={"user_defined_symbols": symbols})
-  return spm.SentencePieceProcessor(model_file=path)
 
 
-@pytest.mark.parametrize("text,replaced,replacement", [
-    # Inside a word: the re-encoded "▁" alone is dropped ...
-    ("in 1990, rates", "1990,", ["1990", ","]),
-    ("x1990, y", "1990,", ["1990", ","]),
-    # ... or stripped from the front of the first piece.
-    ("a9, b", "9,", ["9", ","]),
-    # At a word start the marker stays.
-    ("b 12, c", UNDERLINE + "12,", [UNDERLINE + "12", ","]),
-    ("12,000 cells", UNDERLINE + "12,", [UNDERLINE + "12", ","]),
+@pytest.fixture(scope="module")
+def digit_comma_sp(digit_comma_model):
+  return spm.SentencePieceProcessor(model_file=digit_comma_model)
+
+
+@pytest.mark.parametrize("text,replaced,upstream,corrected", [
+    # Inside a word, upstream (under Python 3) keeps the word-start marker
+    # that re-encoding adds; the corrected rule drops a lone "▁" ...
+    ("in 1990, rates", "1990,", [UNDERLINE, "1990", ","], ["1990", ","]),
+    ("x1990, y", "1990,", [UNDERLINE, "1990", ","], ["1990", ","]),
+    # ... or strips it from the front of the first piece.
+    ("a9, b", "9,", [UNDERLINE + "9", ","], ["9", ","]),
+    # At a word start the marker stays either way.
+    ("b 12, c", UNDERLINE + "12,", [UNDERLINE + "12", ","],
+     [UNDERLINE + "12", ","]),
+    ("12,000 cells", UNDERLINE + "12,", [UNDERLINE + "12", ","],
+     [UNDERLINE + "12", ","]),
 ])
-def test_digit_comma_rule(digit_comma_sp, text, replaced, replacement):
+def test_digit_comma_rule(digit_comma_sp, text, replaced, upstream,
+                          corrected):
   raw = digit_comma_sp.EncodeAsPieces(text)
   assert replaced in raw  # the rule has something to do
-  expected = []
-  for piece in raw:
-    expected.extend(replacement if piece == replaced else [piece])
-  assert tokenization.encode_pieces(digit_comma_sp, text) == expected
-  assert tokenization.encode_ids(digit_comma_sp, text) == [
-      digit_comma_sp.PieceToId(p) for p in expected]
-  assert 1 not in tokenization.encode_ids(digit_comma_sp, text)
+  for replacement, kwargs in ((upstream, {}),
+                              (corrected, {"corrected_digit_comma": True})):
+    expected = []
+    for piece in raw:
+      expected.extend(replacement if piece == replaced else [piece])
+    assert tokenization.encode_pieces(digit_comma_sp, text, **kwargs) == (
+        expected)
+    ids = tokenization.encode_ids(digit_comma_sp, text, **kwargs)
+    assert ids == [digit_comma_sp.PieceToId(p) for p in expected]
+    assert 1 not in ids
 
 
-def test_digit_comma_rule_leaves_other_commas(digit_comma_sp):
+@pytest.mark.parametrize("corrected", [False, True])
+def test_digit_comma_rule_leaves_other_commas(digit_comma_sp, corrected):
   text = "cells, 3 ,4 and x,y"
-  assert tokenization.encode_pieces(digit_comma_sp, text) == (
-      digit_comma_sp.EncodeAsPieces(text))
+  assert tokenization.encode_pieces(
+      digit_comma_sp, text, corrected_digit_comma=corrected) == (
+          digit_comma_sp.EncodeAsPieces(text))
+
+
+def test_corrected_digit_comma_option_from_flags(digit_comma_model):
+  fv = flags.FlagValues()
+  common_flags.define_tokenizer_flags(fv)
+  text = "a9, b"
+  for args, expected in (
+      ([], [UNDERLINE + "a", UNDERLINE + "9", ",", UNDERLINE + "b"]),
+      (["--corrected_digit_comma"],
+       [UNDERLINE + "a", "9", ",", UNDERLINE + "b"])):
+    fv.unparse_flags()
+    fv(["prog", "--spm_model_file=" + digit_comma_model] + args)
+    options = common_flags.TokenizerOptions.from_flags(fv)
+    assert options.corrected_digit_comma == bool(args)
+    tokenizer = tokenization.FullTokenizer(**options.as_kwargs())
+    assert tokenizer.tokenize(text) == expected
+  # Positional use (upstream's from_scratch) keeps upstream's rule.
+  assert tokenization.FullTokenizer.from_scratch(
+      None, True, digit_comma_model).tokenize(text) == [
+          UNDERLINE + "a", UNDERLINE + "9", ",", UNDERLINE + "b"]
 
 
 # --- preprocess_text and helpers ---------------------------------------------
