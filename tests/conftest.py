@@ -21,6 +21,18 @@ def shared_data_dir():
 
 
 @pytest.fixture(scope="session")
+def golden_dir():
+  """Outputs of upstream google-research/albert itself (README there):
+  $BIOALBERT_GOLDEN_DIR, else ../shared/golden beside the checkout."""
+  path = os.environ.get("BIOALBERT_GOLDEN_DIR") or os.path.join(
+      os.path.dirname(ROOT), "shared", "golden")
+  if not os.path.isdir(path):
+    pytest.skip("upstream golden outputs not found: set $BIOALBERT_GOLDEN_DIR "
+                "or put them at ../shared/golden")
+  return path
+
+
+@pytest.fixture(scope="session")
 def pubmed_dir(shared_data_dir):
   return os.path.join(shared_data_dir, "pubmed")
 
