@@ -35,40 +35,43 @@ class TpuOptions:
                   for f in dataclasses.fields(cls)})
 
 
-def make_run_config(flags_obj, output_dir):
+def make_run_config(tpu_options, output_dir):
   """A TPU RunConfig from a `TpuOptions` (or anything with its fields)."""
   cluster = None
-  if flags_obj.use_tpu and flags_obj.tpu_name:
+  if tpu_options.use_tpu and tpu_options.tpu_name:
     cluster = tf.distribute.cluster_resolver.TPUClusterResolver(
-        flags_obj.tpu_name, zone=flags_obj.tpu_zone,
-        project=flags_obj.gcp_project)
+        tpu_options.tpu_name, zone=tpu_options.tpu_zone,
+        project=tpu_options.gcp_project)
   per_host = tf.estimator.tpu.InputPipelineConfig.PER_HOST_V2
   # TPUEstimator logs loss and steps/s every ceil(log_step_count_steps /
   # iterations_per_loop) session runs. Off TPU a run is one step, so scale it
   # to keep logging every 100 steps instead of every step.
   log_steps = 100
-  if not flags_obj.use_tpu:
-    log_steps *= max(1, flags_obj.iterations_per_loop)
+  if not tpu_options.use_tpu:
+    log_steps *= max(1, tpu_options.iterations_per_loop)
   return tf.estimator.tpu.RunConfig(
       cluster=cluster,
-      master=flags_obj.master,
+      master=tpu_options.master,
       model_dir=output_dir,
-      save_checkpoints_steps=flags_obj.save_checkpoints_steps,
-      keep_checkpoint_max=flags_obj.keep_checkpoint_max,
+      save_checkpoints_steps=tpu_options.save_checkpoints_steps,
+      keep_checkpoint_max=tpu_options.keep_checkpoint_max,
       log_step_count_steps=log_steps,
       tpu_config=tf.estimator.tpu.TPUConfig(
-          iterations_per_loop=flags_obj.iterations_per_loop,
-          num_shards=flags_obj.num_tpu_cores,
+          iterations_per_loop=tpu_options.iterations_per_loop,
+          num_shards=tpu_options.num_tpu_cores,
           per_host_input_for_training=per_host))
 
 
-def make_estimator(model_fn, flags_obj, output_dir, train_batch_size,
+def make_estimator(model_fn, tpu_options, output_dir, train_batch_size,
                    eval_batch_size, predict_batch_size=None, params=None):
-  """A TPUEstimator that falls back to CPU/GPU when --use_tpu=false."""
+  """A TPUEstimator that falls back to CPU/GPU when use_tpu is false.
+
+  `tpu_options` is a `TpuOptions` (anything with its fields works).
+  """
   return tf.estimator.tpu.TPUEstimator(
-      use_tpu=flags_obj.use_tpu,
+      use_tpu=tpu_options.use_tpu,
       model_fn=model_fn,
-      config=make_run_config(flags_obj, output_dir),
+      config=make_run_config(tpu_options, output_dir),
       params=params,
       train_batch_size=train_batch_size,
       eval_batch_size=eval_batch_size,

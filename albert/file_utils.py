@@ -328,6 +328,22 @@ class DirLock(object):
         pass
 
 
+def lock_holder(directory):
+  """(host, pid) of another live process holding `directory`'s DirLock, or
+  None (no lock, a stale one, or this process's own)."""
+  if not is_local(directory):
+    return None
+  try:
+    with open(os.path.join(directory, LOCK_FILE)) as f:
+      host, pid = f.read().split()
+    owner = (host, int(pid))
+  except (OSError, ValueError):
+    return None
+  if owner == (_hostname(), os.getpid()) or not _alive(*owner):
+    return None
+  return owner
+
+
 def _hostname():
   return socket.gethostname()
 
