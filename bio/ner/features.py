@@ -246,12 +246,14 @@ def name_to_features(seq_length):
 
 
 def file_based_input_fn_builder(input_file, seq_length, is_training,
-                                drop_remainder, shuffle_buffer=1000):
+                                drop_remainder, shuffle_buffer=1000,
+                                seed=None):
   """An `input_fn` for TPUEstimator reading a file written by write_tfrecord.
 
   Training shuffles before repeating: with `shuffle_buffer` >= the number of
   records each epoch is a fresh permutation, and a restarted input pipeline
   (one `train` call per checkpoint) does not replay the head of the file.
+  `seed` fixes the shuffle order.
   """
   spec = name_to_features(seq_length)
 
@@ -264,7 +266,7 @@ def file_based_input_fn_builder(input_file, seq_length, is_training,
     batch_size = params["batch_size"]
     d = tf.data.TFRecordDataset(input_file)
     if is_training:
-      d = d.shuffle(buffer_size=max(1, shuffle_buffer),
+      d = d.shuffle(buffer_size=max(1, shuffle_buffer), seed=seed,
                     reshuffle_each_iteration=True)
       d = d.repeat()
     d = d.map(decode, num_parallel_calls=tf.data.AUTOTUNE)

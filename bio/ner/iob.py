@@ -9,6 +9,10 @@ or IOBES; they are normalised to IOB2 and the repairs are counted and logged.
 `collapse_types=True` drops the types (`B-Disease` -> `B`), as BioBERT's
 copies of the corpora do, for comparison with published numbers.
 
+A token must not contain whitespace (it is rejected, not escaped): the
+outputs of run_ner.py (test_predictions.txt, conlleval's format) separate
+columns with spaces.
+
 Malformed input raises NerFormatError with "file:line: problem".
 """
 import collections
@@ -122,7 +126,8 @@ def parse_iob_file(path, collapse_types=False):
     An IobFile.
   Raises:
     NerFormatError: bad UTF-8, a line without a tab or with extra columns, an
-      empty token, a label outside B/I/O/E/S, or a file without sentences.
+      empty token or one containing whitespace, a label outside B/I/O/E/S,
+      or a file without sentences.
   """
   with open(path, "rb") as f:
     data = f.read()
@@ -175,6 +180,12 @@ def parse_iob_file(path, collapse_types=False):
       continue
     if not token:
       raise NerFormatError(path, line_no, "empty token in %r" % line)
+    if len(token.split()) != 1:
+      # Outputs (test_predictions.txt, conlleval) separate columns with
+      # spaces: such a token would be ambiguous there.
+      raise NerFormatError(
+          path, line_no, "token %r contains whitespace; split it into "
+          "tokens (one per line) or replace the whitespace" % token)
     pair = parsed_cache.get(label)
     if pair is None:
       try:

@@ -80,10 +80,16 @@ def _restore_encoder(init_checkpoint, use_tpu):
 def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      optimizer="adamw", use_one_hot_embeddings=False,
-                     dropout_prob=0.1):
-  """Returns a `model_fn` closure for TPUEstimator."""
+                     dropout_prob=0.1, seed=None):
+  """Returns a `model_fn` closure for TPUEstimator.
+
+  `seed` (optional) is the graph-level seed of the model's graph: with it,
+  the classifier's initial weights and the dropout masks repeat.
+  """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
+    if seed is not None:
+      tf.set_random_seed(seed)
     logging.info("*** Features ***")
     for name in sorted(features.keys()):
       logging.info("  name = %s, shape = %s", name, features[name].shape)

@@ -11,6 +11,14 @@ conversion tools read it, so neither needs the other:
   best/model.ckpt-N.*   a copy of the selected checkpoint (rotation of the
                         training checkpoints never deletes it)
   model.ckpt-N.*        the training checkpoints (TPUEstimator's)
+  dev_results.txt/.json every checkpoint's dev scores and the choice (a
+                        resumed run reloads them)
+  test_results.txt/.json, test_predictions.txt, *.tf_record
+
+run_config.json also holds, under "settings", what defines the run (data,
+model, tokenizer, training settings); a later run in the same directory
+must have the same ones (`differing_settings`). `clear` removes exactly
+the files listed here, nothing a user put beside them.
 
 Every file is written atomically (`albert.file_utils`).
 """
@@ -26,6 +34,15 @@ LABEL_MAP_FILE = "label_map.json"
 RUN_CONFIG_FILE = "run_config.json"
 BEST_CHECKPOINT_FILE = "best_checkpoint.txt"
 BEST_DIR = "best"
+DEV_RESULTS_FILE = "dev_results.json"
+SETTINGS_KEY = "settings"
+# Everything run_ner.py writes in a run directory (globs), for `clear`.
+TOOL_FILES = (
+    LABEL_MAP_FILE, RUN_CONFIG_FILE, BEST_CHECKPOINT_FILE, "dev_results.txt",
+    DEV_RESULTS_FILE, "test_results.txt", "test_results.json",
+    "test_predictions.txt", "train.tf_record", "dev.tf_record",
+    "test.tf_record", "checkpoint", "graph.pbtxt", "events.out.tfevents.*",
+    "model.ckpt-*", BEST_DIR + "/model.ckpt-*")
 _CKPT_RE = re.compile(r"model\.ckpt-(\d+)\.index$")
 
 
@@ -103,3 +120,40 @@ def record_best(run_dir, prefix):
     if not os.path.basename(path).startswith(keep):
       tf.io.gfile.remove(path)
   return best
+
+
+def read_dev_results(run_dir):
+  """The payload of dev_results.json, or None when there is none."""
+  path = os.path.join(run_dir, DEV_RESULTS_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def differing_settings(run_dir, settings):
+  """[(name, recorded, given)] of the settings that differ from those
+  recorded in `run_dir` (only names recorded there are compared)."""
+  recorded = read_run_config(run_dir).get(SETTINGS_KEY) or {}
+  return [(name, recorded[name], value)
+          for name, value in sorted(settings.items())
+          if name in recorded and recorded[name] != value]
+
+
+def tool_files(run_dir):
+  """The existing files of `run_dir` that run_ner.py writes (TOOL_FILES)."""
+  found = []
+  for pattern in TOOL_FILES:
+    found.extend(tf.io.gfile.glob(os.path.join(run_dir, pattern)))
+  return sorted(set(found))
+
+
+def clear(run_dir):
+  """Removes the files of an earlier run (TOOL_FILES only); returns them."""
+  removed = tool_files(run_dir)
+  for path in removed:
+    tf.io.gfile.remove(path)
+  best_dir = os.path.join(run_dir, BEST_DIR)
+  if tf.io.gfile.isdir(best_dir) and not tf.io.gfile.listdir(best_dir):
+    tf.io.gfile.remove(best_dir)
+  return removed

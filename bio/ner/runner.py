@@ -178,7 +178,8 @@ class _Inputs(object):
                   for split in self.splits}
 
     train_labels = iob.get_label_list(self.splits["train"])
-    self.label_list = run_dir.read_label_list(opts.output_dir)
+    self.label_list = (None if opts.overwrite else
+                       run_dir.read_label_list(opts.output_dir))
     if self.label_list is None:
       self.label_list = train_labels
     elif opts.do_train and self.label_list != train_labels:
@@ -224,7 +225,36 @@ def _abs(path):
   return os.path.abspath(path)
 
 
-def run_config(opts, inputs):
+def run_settings(opts, inputs, init_checkpoint):
+  """The settings that define a run: a run directory holds one run, so a
+  later run there must match them (checked against run_config.json)."""
+  return {
+      "albert_config_file": _abs(opts.albert_config_file),
+      "spm_model_file": _abs(opts.tokenizer.spm_model_file),
+      "vocab_file": _abs(opts.tokenizer.vocab_file),
+      "do_lower_case": opts.tokenizer.do_lower_case,
+      "max_seq_length": opts.max_seq_length,
+      "collapse_types": opts.collapse_types,
+      "dataset": opts.dataset,
+      "data_dir": _abs(inputs.data_dir),
+      "train_file": _abs(inputs.paths["train"]),
+      "init_checkpoint": _abs(init_checkpoint),
+      "learning_rate": opts.learning_rate,
+      "train_step": opts.train_step,
+      "warmup_step": opts.warmup_step,
+      "train_batch_size": opts.train_batch_size,
+      "optimizer": opts.optimizer,
+      "seed": opts.seed,
+  }
+
+
+# Without --do_train a run only reads the model: its data and training
+# settings may differ (e.g. tagging another corpus with a trained model).
+_MODEL_SETTINGS = ("albert_config_file", "spm_model_file", "vocab_file",
+                   "do_lower_case", "max_seq_length", "collapse_types")
+
+
+def run_config(opts, inputs, init_checkpoint):
   """The settings recorded in run_config.json."""
   return {
       "albert_config_file": _abs(opts.albert_config_file),
@@ -236,8 +266,9 @@ def run_config(opts, inputs):
       "collapse_types": opts.collapse_types,
       "data_dir": _abs(inputs.data_dir),
       "dataset": opts.dataset,
-      "init_checkpoint": _abs(opts.init_checkpoint),
+      "init_checkpoint": _abs(init_checkpoint),
       "label_list": inputs.label_list,
+      run_dir.SETTINGS_KEY: run_settings(opts, inputs, init_checkpoint),
   }
 
 
@@ -264,6 +295,67 @@ def check_options(opts):
     raise NerRunError("--max_seq_length must be at least 3")
   if opts.warmup_step < 0:
     raise NerRunError("--warmup_step must be >= 0")
+  if opts.overwrite and not opts.do_train:
+    raise NerRunError("--overwrite starts a run afresh: it needs --do_train")
+
+
+def _encoder_shapes(albert_config):
+  """{name: shape} of the encoder variables `albert_config` defines."""
+  with tf.Graph().as_default():
+    modeling.AlbertModel(albert_config, False,
+                         tf.zeros([1, 2], dtype=tf.int32))
+    return {v.op.name: v.shape.as_list() for v in tf.global_variables()
+            if v.op.name.startswith(ner_model.ENCODER_SCOPE + "/")}
+
+
+def check_init_checkpoint(opts, albert_config):
+  """The --init_checkpoint prefix (None without one); raises NerRunError
+  when it is missing or its encoder does not fit --albert_config_file."""
+  if not opts.init_checkpoint:
+    return None
+  prefix = file_utils.resolve_checkpoint(opts.init_checkpoint,
+                                         "--init_checkpoint", NerRunError)
+  found = dict(tf.train.list_variables(prefix))
+  expected = _encoder_shapes(albert_config)
+  for name, shape in sorted(expected.items()):
+    if name in found and list(found[name]) != shape:
+      raise NerRunError(
+          "--init_checkpoint %s: variable %s has shape %s there but %s in "
+          "--albert_config_file %s: give the config of that model" %
+          (prefix, name, list(found[name]), shape, opts.albert_config_file))
+  if not set(expected) & set(found):
+    raise NerRunError(
+        "--init_checkpoint %s holds no %s/ (encoder) variable: give an "
+        "ALBERT encoder or pretraining checkpoint" %
+        (prefix, ner_model.ENCODER_SCOPE))
+  return prefix
+
+
+def _has_fine_tuned(output_dir):
+  return any(step > 0 for step, _ in run_dir.list_checkpoints(output_dir))
+
+
+def check_run_dir(opts, inputs, init_checkpoint):
+  """Raises NerRunError when --output_dir holds another run (unless
+  --overwrite) or, without --do_train, nothing to evaluate or test."""
+  if opts.overwrite:
+    return
+  settings = run_settings(opts, inputs, init_checkpoint)
+  if not opts.do_train:
+    settings = {k: settings[k] for k in _MODEL_SETTINGS}
+  differ = run_dir.differing_settings(opts.output_dir, settings)
+  if differ:
+    raise NerRunError(
+        "%s holds a run with other settings (%s): use another --output_dir, "
+        "or --overwrite to start afresh" % (opts.output_dir, "; ".join(
+            "%s: %r there, %r now" % d for d in differ)))
+  if not opts.do_train:
+    # Fail before writing anything when there is nothing to evaluate.
+    if opts.do_eval and not _has_fine_tuned(opts.output_dir):
+      raise NerRunError("no fine-tuned checkpoint to evaluate in %s: run "
+                        "with --do_train first" % opts.output_dir)
+    if opts.do_predict and not opts.do_eval:
+      _select_without_dev(opts)
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +397,11 @@ def write_padded_tfrecord(features, batch_size, max_seq_length, path):
 
 
 class DevSelector(object):
-  """Evaluates checkpoints on dev as they appear and keeps the best."""
+  """Evaluates checkpoints on dev as they appear and keeps the best.
+
+  A resumed run continues from the records of dev_results.json (and the
+  best/ copy they chose), so it neither re-evaluates nor forgets them.
+  """
 
   def __init__(self, opts, estimator, sentences, features, input_file,
                label_list, dev_path):
@@ -319,6 +415,26 @@ class DevSelector(object):
     self.records = []  # dicts: step, checkpoint, metrics...
     self.best = None
     self.best_checkpoint = None
+    self._reload()
+
+  def _reload(self):
+    """Takes over the records of an earlier (interrupted) run."""
+    payload = run_dir.read_dev_results(self.opts.output_dir)
+    if not payload or not payload.get("records"):
+      return
+    best = run_dir.read_best_checkpoint(self.opts.output_dir)
+    chosen = payload.get("chosen") or {}
+    if not best or not tf.io.gfile.exists(best + ".index"):
+      logging.warning("%s: the best checkpoint of the earlier dev results is "
+                      "gone; evaluating afresh", self.opts.output_dir)
+      return
+    self.records = list(payload["records"])
+    for record in self.records:
+      if record["step"] == chosen.get("step"):
+        self.best = record
+    self.best_checkpoint = best if self.best else None
+    logging.info("resuming: %d dev results reloaded, best so far step %s",
+                 len(self.records), chosen.get("step"))
 
   def evaluated_steps(self):
     return {r["step"] for r in self.records}
@@ -369,14 +485,15 @@ class DevSelector(object):
       lines.append("chosen: %s (step %d, dev F1 %.4f)%s" % (
           self.best["checkpoint"], self.best["step"], self.best["conlleval_f1"],
           "" if final else " [so far]"))
-    file_utils.atomic_write(os.path.join(self.opts.output_dir, "dev_results.txt"),
-                 "\n".join(lines) + "\n")
     file_utils.atomic_write(
-        os.path.join(self.opts.output_dir, "dev_results.json"),
+        os.path.join(self.opts.output_dir, "dev_results.txt"),
+        "\n".join(lines) + "\n")
+    best = (run_dir.BEST_DIR + "/" + self.best["checkpoint"] if self.best
+            else None)
+    file_utils.atomic_write(
+        os.path.join(self.opts.output_dir, run_dir.DEV_RESULTS_FILE),
         json.dumps({"dev_file": self.dev_path, "records": self.records,
-                    "chosen": self.best,
-                    "best_checkpoint": run_dir.BEST_DIR + "/" + self.best["checkpoint"]
-                                       if self.best else None,
+                    "chosen": self.best, "best_checkpoint": best,
                     "final": final}, indent=2) + "\n")
 
 
@@ -384,33 +501,49 @@ class DevSelector(object):
 # The run
 
 
+class _DevListener(tf.estimator.CheckpointSaverListener):
+  """Evaluates each checkpoint on dev right after it is saved, before a
+  later save can rotate it away (training itself runs once)."""
+
+  def __init__(self, selector):
+    self._selector = selector
+
+  def after_save(self, session, global_step_value):
+    del session, global_step_value  # the selector finds the new checkpoint
+    self._selector.evaluate_new()
+
+
+def _train_steps(opts, estimator, input_fn, hooks, selector):
+  """Runs training to --train_step, dev-evaluating every checkpoint."""
+  if selector is None:
+    estimator.train(input_fn, max_steps=opts.train_step, hooks=hooks)
+    return
+  selector.evaluate_new()  # checkpoints an interrupted run left unevaluated
+  if not opts.tpu.use_tpu:
+    estimator.train(input_fn, max_steps=opts.train_step, hooks=hooks,
+                    saving_listeners=[_DevListener(selector)])
+  else:
+    # The TPU is busy while training: evaluate between chunks instead.
+    every = opts.tpu.save_checkpoints_steps
+    for target in list(range(every, opts.train_step, every)) + [
+        opts.train_step]:
+      estimator.train(input_fn, max_steps=target, hooks=hooks)
+      selector.evaluate_new()
+  selector.evaluate_new()
+
+
 def train(opts, estimator, train_file, num_examples, selector=None):
   """Trains to --train_step; with a selector, evaluates each new checkpoint."""
   input_fn = ner_features.file_based_input_fn_builder(
       train_file, opts.max_seq_length, is_training=True, drop_remainder=True,
-      shuffle_buffer=num_examples)
+      shuffle_buffer=num_examples, seed=opts.seed)
   every = max(1, min(100, opts.tpu.save_checkpoints_steps // 2))
   started = time.time()
   existing = run_dir.list_checkpoints(opts.output_dir)
   first_step = existing[-1][0] if existing else 0
-  if selector is None:
-    targets = [opts.train_step]
-  else:
-    # One chunk per checkpoint, so each is evaluated before rotation can
-    # delete it and the dev curve shows up in the log as training goes.
-    targets = list(range(opts.tpu.save_checkpoints_steps, opts.train_step,
-                         opts.tpu.save_checkpoints_steps)) + [opts.train_step]
-  for target in targets:
-    done = run_dir.list_checkpoints(opts.output_dir)
-    if done and done[-1][0] >= target:
-      continue
-    hook = estimator_utils.ThroughputHook(opts.train_batch_size,
-                                          opts.train_step, every)
-    estimator.train(input_fn, max_steps=target, hooks=[hook])
-    if selector is not None:
-      selector.evaluate_new()
-  if selector is not None:
-    selector.evaluate_new()  # e.g. checkpoints left by an interrupted run
+  hook = estimator_utils.ThroughputHook(opts.train_batch_size,
+                                        opts.train_step, every)
+  _train_steps(opts, estimator, input_fn, [hook], selector)
   elapsed = time.time() - started
   steps = max(opts.train_step - first_step, 0)
   timing = {"train_seconds": round(elapsed, 1), "train_steps": steps}
@@ -456,23 +589,25 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
       "token accuracy: %.4f" % summary["token_accuracy"],
       "",
   ]
-  file_utils.atomic_write(os.path.join(opts.output_dir, "test_results.txt"),
-               "\n".join(header) + ner_metrics.format_results(results) + "\n")
+  file_utils.atomic_write(
+      os.path.join(opts.output_dir, "test_results.txt"),
+      "\n".join(header) + ner_metrics.format_results(results) + "\n")
   payload = {"test_file": inputs.paths["test"], "checkpoint": checkpoint,
              "sentences": len(sentences), "tokens": num_tokens}
   payload.update(summary)
   payload.update(extra)
   payload["results"] = results
-  file_utils.atomic_write(os.path.join(opts.output_dir, "test_results.json"),
-               json.dumps(payload, indent=2, default=float) + "\n")
+  file_utils.atomic_write(
+      os.path.join(opts.output_dir, "test_results.json"),
+      json.dumps(payload, indent=2, default=float) + "\n")
   lines = []
   for sentence, labels in zip(sentences, predicted):
     for token, gold_label, label in zip(sentence.tokens, sentence.labels,
                                         labels):
       lines.append("%s %s %s\n" % (token, gold_label, label))
     lines.append("\n")
-  file_utils.atomic_write(os.path.join(opts.output_dir, "test_predictions.txt"),
-               "".join(lines))
+  file_utils.atomic_write(
+      os.path.join(opts.output_dir, "test_predictions.txt"), "".join(lines))
   logging.info("test: P %.4f R %.4f F1 %.4f (strict F1 %.4f) -> %s",
                summary["conlleval_precision"], summary["conlleval_recall"],
                summary["conlleval_f1"], summary["strict_f1"],
@@ -481,101 +616,135 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
 
 
 def run(opts):
-  """Train / select on dev / test as the flags say. Returns a summary dict."""
+  """Train / select on dev / test as the flags say. Returns a summary dict.
+
+  Every input (flags, data, tokenizer, config, --init_checkpoint, the
+  state of --output_dir) is checked before anything is written; the run
+  then holds the directory's lock (`file_utils.DirLock`).
+  """
   check_options(opts)
-  inputs = _Inputs(opts)  # raises on bad input before any output exists
-  if not opts.do_train:
-    # Fail before writing anything when there is nothing to evaluate.
-    if opts.do_eval and not [c for c in run_dir.list_checkpoints(opts.output_dir)
-                             if c[0] > 0]:
-      raise NerRunError("no fine-tuned checkpoint to evaluate in %s: run "
-                        "with --do_train first" % opts.output_dir)
-    if opts.do_predict and not opts.do_eval:
-      _select_without_dev(opts)
-  train_features = inputs.features("train") if opts.do_train else None
-  dev_features = inputs.features("dev") if opts.do_eval else None
-  test_features = inputs.features("test") if opts.do_predict else None
+  inputs = _Inputs(opts)
+  init_checkpoint = check_init_checkpoint(opts, inputs.albert_config)
+  check_run_dir(opts, inputs, init_checkpoint)
+  features = {split: inputs.features(split) for split, wanted in (
+      ("train", opts.do_train), ("dev", opts.do_eval),
+      ("test", opts.do_predict)) if wanted}
+  with file_utils.DirLock(opts.output_dir, warn=logging.warning):
+    _start_run_dir(opts, inputs, init_checkpoint)
+    return _run_locked(opts, inputs, init_checkpoint, features)
 
-  tf.io.gfile.makedirs(opts.output_dir)
+
+def _start_run_dir(opts, inputs, init_checkpoint):
+  """Clears an earlier run (--overwrite) and records this one."""
+  if opts.overwrite:
+    removed = run_dir.clear(opts.output_dir)
+    if removed:
+      logging.warning("--overwrite: removed %d files of an earlier run in %s",
+                      len(removed), opts.output_dir)
   run_dir.write_label_map(opts.output_dir, inputs.label_list)
-  run_dir.write_run_config(opts.output_dir, run_config(opts, inputs))
+  if opts.do_train or not run_dir.read_run_config(opts.output_dir):
+    run_dir.write_run_config(opts.output_dir,
+                             run_config(opts, inputs, init_checkpoint))
 
+
+def _estimators(opts, inputs, init_checkpoint):
+  """(estimator for training and test, estimator for dev predictions)."""
   model_fn = ner_model.model_fn_builder(
       albert_config=inputs.albert_config,
       num_labels=len(inputs.label_list),
-      init_checkpoint=opts.init_checkpoint,
+      init_checkpoint=init_checkpoint,
       learning_rate=opts.learning_rate,
       num_train_steps=opts.train_step,
       num_warmup_steps=opts.warmup_step,
       use_tpu=opts.tpu.use_tpu,
       optimizer=opts.optimizer,
-      use_one_hot_embeddings=opts.tpu.use_tpu)
-  predict_batch = opts.predict_batch_size or opts.eval_batch_size
+      use_one_hot_embeddings=opts.tpu.use_tpu,
+      seed=opts.seed)
   estimator = estimator_utils.make_estimator(
       model_fn, opts.tpu, opts.output_dir, opts.train_batch_size,
-      opts.eval_batch_size, predict_batch_size=predict_batch)
+      opts.eval_batch_size, predict_batch_size=_predict_batch(opts))
   # Dev predictions go through PREDICT mode at the eval batch size.
   dev_estimator = estimator_utils.make_estimator(
       model_fn, opts.tpu, opts.output_dir, opts.train_batch_size,
       opts.eval_batch_size, predict_batch_size=opts.eval_batch_size)
+  return estimator, dev_estimator
 
+
+def _predict_batch(opts):
+  return opts.predict_batch_size or opts.eval_batch_size
+
+
+def _make_selector(opts, inputs, dev_features, dev_estimator):
+  dev_file = os.path.join(opts.output_dir, "dev.tf_record")
+  write_padded_tfrecord(dev_features, opts.eval_batch_size,
+                        opts.max_seq_length, dev_file)
+  return DevSelector(opts, dev_estimator, inputs.splits["dev"],
+                     dev_features, dev_file, inputs.label_list,
+                     inputs.paths["dev"])
+
+
+def _run_locked(opts, inputs, init_checkpoint, features):
+  """The run proper, once inputs are checked and the directory is ours."""
+  estimator, dev_estimator = _estimators(opts, inputs, init_checkpoint)
   summary = {"output_dir": opts.output_dir, "data_dir": inputs.data_dir}
   selector = None
   if opts.do_eval:
-    dev_file = os.path.join(opts.output_dir, "dev.tf_record")
-    write_padded_tfrecord(dev_features, opts.eval_batch_size,
-                          opts.max_seq_length, dev_file)
-    selector = DevSelector(opts, dev_estimator, inputs.splits["dev"],
-                           dev_features, dev_file, inputs.label_list,
-                           inputs.paths["dev"])
-
+    selector = _make_selector(opts, inputs, features["dev"], dev_estimator)
   if opts.do_train:
     train_file = os.path.join(opts.output_dir, "train.tf_record")
-    ner_features.write_tfrecord(train_features, train_file)
+    ner_features.write_tfrecord(features["train"], train_file)
     logging.info("training: %d sentences, %d features, %d steps of batch %d",
-                 len(inputs.splits["train"]), len(train_features),
+                 len(inputs.splits["train"]), len(features["train"]),
                  opts.train_step, opts.train_batch_size)
-    summary.update(train(opts, estimator, train_file, len(train_features),
+    summary.update(train(opts, estimator, train_file, len(features["train"]),
                          selector))
   elif selector is not None:
     selector.evaluate_new()
+  checkpoint = _choose_checkpoint(opts, selector, summary)
+  if opts.do_predict:
+    summary["test"] = _test(opts, inputs, features["test"], estimator,
+                            checkpoint, summary)
+  return summary
 
+
+def _choose_checkpoint(opts, selector, summary):
+  """The checkpoint to test: dev's best, else the last one trained."""
   if selector is not None:
     if selector.best is None:
       raise NerRunError("no fine-tuned checkpoint to evaluate in %s" %
                         opts.output_dir)
     selector.write(final=True)
-    checkpoint = selector.best_checkpoint
     summary["dev"] = selector.best
-  elif opts.do_train:
+    return selector.best_checkpoint
+  if opts.do_train:
     # No dev selection: the final checkpoint is the one to test and export.
-    checkpoint = run_dir.record_best(opts.output_dir, run_dir.list_checkpoints(opts.output_dir)[-1][1])
-  elif opts.do_predict:
-    checkpoint = _select_without_dev(opts)
-  else:
-    checkpoint = None
-
+    last = run_dir.list_checkpoints(opts.output_dir)[-1][1]
+    return run_dir.record_best(opts.output_dir, last)
   if opts.do_predict:
-    test_file = os.path.join(opts.output_dir, "test.tf_record")
-    write_padded_tfrecord(test_features, predict_batch, opts.max_seq_length,
-                          test_file)
-    started = time.time()
-    predicted = predict_sentences(estimator, test_features,
-                                  inputs.splits["test"], test_file,
-                                  checkpoint, inputs.label_list, "test")
-    elapsed = time.time() - started
-    extra = {"predict_seconds": round(elapsed, 1),
-             "predict_sentences_per_sec": round(
-                 len(inputs.splits["test"]) / max(elapsed, 1e-9), 1)}
-    extra["step"] = run_dir.checkpoint_step(checkpoint)
-    if selector is not None:
-      extra["dev_f1"] = selector.best["conlleval_f1"]
-    for key in ("train_seconds", "train_steps",
-                "train_examples_per_sec_incl_eval"):
-      if key in summary:
-        extra[key] = summary[key]
-    summary["test"] = write_test_outputs(opts, inputs, predicted,
-                                         os.path.relpath(checkpoint,
-                                                         opts.output_dir),
-                                         extra)
-  return summary
+    return _select_without_dev(opts)
+  return None
+
+
+def _test(opts, inputs, test_features, estimator, checkpoint, summary):
+  """Tags the test split with `checkpoint`; writes the test outputs."""
+  test_file = os.path.join(opts.output_dir, "test.tf_record")
+  write_padded_tfrecord(test_features, _predict_batch(opts),
+                        opts.max_seq_length, test_file)
+  started = time.time()
+  predicted = predict_sentences(estimator, test_features,
+                                inputs.splits["test"], test_file,
+                                checkpoint, inputs.label_list, "test")
+  elapsed = time.time() - started
+  extra = {"predict_seconds": round(elapsed, 1),
+           "predict_sentences_per_sec": round(
+               len(inputs.splits["test"]) / max(elapsed, 1e-9), 1)}
+  extra["step"] = run_dir.checkpoint_step(checkpoint)
+  if "dev" in summary:
+    extra["dev_f1"] = summary["dev"]["conlleval_f1"]
+  for key in ("train_seconds", "train_steps",
+              "train_examples_per_sec_incl_eval"):
+    if key in summary:
+      extra[key] = summary[key]
+  return write_test_outputs(opts, inputs, predicted,
+                            os.path.relpath(checkpoint, opts.output_dir),
+                            extra)
