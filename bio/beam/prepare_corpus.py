@@ -254,7 +254,7 @@ class ProcessUnitFn(beam.DoFn):
       _remove_stale_shards(output_dir, unit["unit"],
                            {s["file"] for s in part["shards"]})
       local_part = os.path.join(scratch, "part.json")
-      shards.atomic_write_json(local_part, part)
+      shards.write_json(local_part, part)
       common.publish_file(local_part, FileSystems.join(
           output_dir, shards.PARTS_DIR, unit["unit"] + ".json"))
     self._count(part, time.time() - start)

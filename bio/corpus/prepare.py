@@ -20,6 +20,7 @@ give every host the same --input, --pubmed_plan and --num_hosts, and its own
 import collections
 import glob
 import hashlib
+import io
 import json
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from albert import file_utils
 from bio.text import clean
 from bio.corpus import pmc
 from bio.corpus import pubmed
@@ -231,10 +233,11 @@ def build_or_load_plan(files, plan_path, pool, report, progress_secs=15):
   rows = [(f, pos, _REASONS.index(r)) for f, d in enumerate(drops)
           for pos, r in sorted(d.items())]
   arr = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-  tmp = plan_path + ".tmp%d.npz" % os.getpid()
-  np.savez(tmp, files=np.asarray(names), file_index=arr[:, 0],
+  # np.savez needs a seekable file, which GFile is not: build it in memory.
+  buf = io.BytesIO()
+  np.savez(buf, files=np.asarray(names), file_index=arr[:, 0],
            position=arr[:, 1], reason=arr[:, 2], errors=np.asarray(errors))
-  os.replace(tmp, plan_path)
+  file_utils.atomic_write(plan_path, buf.getvalue())
   counts = collections.Counter(r for d in drops for r in d.values())
   report("dedup plan: %d files, %d PMID records dropped (%s) in %.1fs" % (
       len(files), sum(counts.values()), dict(counts), time.time() - start))
@@ -385,25 +388,49 @@ def run(settings, report=print):
 
 
 def _run(settings, files, pool, progress_queue, report):
-  output_dir = settings["output_dir"]
-  drops = [None] * len(files)
-  plan_errors = []
-  if settings["source"] == "pubmed" and settings["dedup"]:
-    plan_path = settings.get("plan") or os.path.join(output_dir, PLAN_FILE)
-    drops, plan_errors = build_or_load_plan(files, plan_path, pool, report,
-                                            settings["progress_secs"])
-    if settings.get("plan_only"):
-      report("wrote %s" % plan_path)
-      return None
-  drop_of = dict(zip(files, drops))
+  plan = _dedup_plan(settings, files, pool, report)
+  if plan is None:
+    return None
+  drops, plan_errors = plan
   units = make_units(files, settings["source"], settings["unit_bytes"])
   units = units[settings["host_index"]::settings["num_hosts"]]
+  todo, parts = _split_done_units(settings, units, files, drops, report)
+  progress = _RunProgress(todo, settings["progress_secs"], report)
+  if pool is None:
+    _process_in_process(todo, progress)
+  else:
+    _process_in_pool(todo, pool, progress_queue, progress)
+  parts.update(progress.parts)
+  if todo:
+    progress.line(force=True)
+  return _write_run_manifest(settings, files, units, parts, plan_errors,
+                             report)
+
+
+def _dedup_plan(settings, files, pool, report):
+  """(per-file drops, plan errors); all drops are None without PubMed dedup.
+  None when the run stops at the plan (--plan_only)."""
+  if not (settings["source"] == "pubmed" and settings["dedup"]):
+    return [None] * len(files), []
+  plan_path = settings.get("plan") or os.path.join(settings["output_dir"],
+                                                   PLAN_FILE)
+  drops, plan_errors = build_or_load_plan(files, plan_path, pool, report,
+                                          settings["progress_secs"])
+  if settings.get("plan_only"):
+    report("wrote %s" % plan_path)
+    return None
+  return drops, plan_errors
+
+
+def _split_done_units(settings, units, files, drops, report):
+  """(work specs of the units to do, {unit: part} of those already done)."""
+  drop_of = dict(zip(files, drops))
   todo, parts = [], {}
   for unit in units:
     drop = drop_of[unit["inputs"][0]] if len(unit["inputs"]) == 1 else None
     fingerprint = unit_fingerprint(settings, drop)
-    part = shards.load_complete_part(output_dir, unit["unit"], fingerprint,
-                                     unit["inputs"])
+    part = shards.load_complete_part(settings["output_dir"], unit["unit"],
+                                     fingerprint, unit["inputs"])
     if part is not None:
       parts[unit["unit"]] = part
     else:
@@ -412,65 +439,82 @@ def _run(settings, files, pool, progress_queue, report):
   if parts:
     report("%d of %d units already complete: skipped" % (len(parts),
                                                          len(units)))
-  total_bytes = sum(_size(p) for spec in todo for p in spec["inputs"])
-  stats = {"docs": 0, "words": 0, "bytes": 0, "units": 0, "files": 0}
-  todo_files = sum(len(spec["inputs"]) for spec in todo)
-  start = time.time()
-  last = [start]
+  return todo, parts
 
-  def progress_line(force=False):
-    now = time.time()
-    if not force and now - last[0] < settings["progress_secs"]:
-      return
-    last[0] = now
-    elapsed = max(now - start, 1e-9)
-    rate = stats["bytes"] / elapsed
-    eta = (total_bytes - stats["bytes"]) / rate if rate > 0 else 0
-    report("files %d/%d (units %d/%d), documents %d, %.0f words/s, "
-           "%.1f/%.1f MB, ETA %s" % (
-               stats["files"], todo_files, stats["units"], len(todo),
-               stats["docs"], stats["words"] / elapsed, stats["bytes"] / 1e6,
-               total_bytes / 1e6, _hms(eta)))
 
-  def absorb(part):
-    stats["units"] += 1
-    stats["files"] += len(part["inputs"])
-    parts[part["unit"]] = part
-    progress_line()
+class _RunProgress(object):
+  """Counts the workers' progress messages and finished parts; reports a
+  progress line at most every `progress_secs`."""
 
-  def count(message):
+  def __init__(self, todo, progress_secs, report):
+    self.total_bytes = sum(_size(p) for spec in todo for p in spec["inputs"])
+    self.todo_units = len(todo)
+    self.todo_files = sum(len(spec["inputs"]) for spec in todo)
+    self.progress_secs = progress_secs
+    self.report = report
+    self.stats = {"docs": 0, "words": 0, "bytes": 0, "units": 0, "files": 0}
+    self.parts = {}
+    self.start = self.last = time.time()
+
+  def count(self, message):
     _, docs, words, nbytes = message
-    stats["docs"] += docs
-    stats["words"] += words
-    stats["bytes"] += nbytes
+    self.stats["docs"] += docs
+    self.stats["words"] += words
+    self.stats["bytes"] += nbytes
 
-  if pool is None:
-    # In-process: the worker's progress messages are counted directly.
-    sink = _Sink(lambda message: (count(message), progress_line()))
-    _init_worker(sink)
+  def absorb(self, part):
+    self.stats["units"] += 1
+    self.stats["files"] += len(part["inputs"])
+    self.parts[part["unit"]] = part
+    self.line()
+
+  def line(self, force=False):
+    now = time.time()
+    if not force and now - self.last < self.progress_secs:
+      return
+    self.last = now
+    stats = self.stats
+    elapsed = max(now - self.start, 1e-9)
+    rate = stats["bytes"] / elapsed
+    eta = (self.total_bytes - stats["bytes"]) / rate if rate > 0 else 0
+    self.report("files %d/%d (units %d/%d), documents %d, %.0f words/s, "
+                "%.1f/%.1f MB, ETA %s" % (
+                    stats["files"], self.todo_files, stats["units"],
+                    self.todo_units, stats["docs"], stats["words"] / elapsed,
+                    stats["bytes"] / 1e6, self.total_bytes / 1e6, _hms(eta)))
+
+
+def _process_in_process(todo, progress):
+  # The worker's progress messages are counted directly.
+  _init_worker(_Sink(lambda message: (progress.count(message),
+                                      progress.line())))
+  try:
+    for spec in todo:
+      progress.absorb(process_unit(spec))
+  finally:
+    _init_worker(None)
+
+
+def _process_in_pool(todo, pool, progress_queue, progress):
+  pending = [pool.apply_async(process_unit, (spec,)) for spec in todo]
+  while pending:
     try:
-      for spec in todo:
-        absorb(process_unit(spec))
-    finally:
-      _init_worker(None)
-  else:
-    pending = [pool.apply_async(process_unit, (spec,)) for spec in todo]
-    while pending:
-      try:
-        while True:
-          count(progress_queue.get(timeout=0.5))
-      except queue.Empty:
-        pass
-      still = []
-      for result in pending:
-        if result.ready():
-          absorb(result.get())
-        else:
-          still.append(result)
-      pending = still
-      progress_line()
-  if todo:
-    progress_line(force=True)
+      while True:
+        progress.count(progress_queue.get(timeout=0.5))
+    except queue.Empty:
+      pass
+    still = []
+    for result in pending:
+      if result.ready():
+        progress.absorb(result.get())
+      else:
+        still.append(result)
+    pending = still
+    progress.line()
+
+
+def _write_run_manifest(settings, files, units, parts, plan_errors, report):
+  """Writes this host's manifest in unit order and reports its totals."""
   ordered = [parts[u["unit"]] for u in units]
   header = {"format": "bioalbert-corpus/1", "source": settings["source"],
             "settings": {k: v for k, v in settings.items()
@@ -479,8 +523,8 @@ def _run(settings, files, pool, progress_queue, report):
   name = shards.MANIFEST if settings["num_hosts"] == 1 else (
       "manifest-host%03d-of-%03d.json" % (settings["host_index"],
                                           settings["num_hosts"]))
-  manifest = shards.write_manifest(os.path.join(output_dir, name), ordered,
-                                   header)
+  manifest = shards.write_manifest(
+      os.path.join(settings["output_dir"], name), ordered, header)
   totals = manifest["totals"]
   report("done: %d documents, %d sentences, %d words in %d shards; "
          "skipped %s; %d unreadable inputs" % (

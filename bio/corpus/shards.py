@@ -20,29 +20,20 @@ import json
 import os
 import re
 
+from albert import file_utils
+
 PARTS_DIR = "manifest.parts"
 MANIFEST = "manifest.json"
 SHARD_SUFFIX = ".txt"
 
 
-def atomic_write_text(path, text):
-  """Writes a file under a temporary name, then renames it into place."""
-  directory = os.path.dirname(os.path.abspath(path))
-  tmp = os.path.join(directory, ".%s.tmp%d" % (os.path.basename(path),
-                                                os.getpid()))
-  try:
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-def atomic_write_json(path, obj):
-  atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+def write_json(path, obj):
+  """Writes `obj` as JSON atomically and durably (fsync before the rename:
+  a part on disk must mean its shards are on disk too)."""
+  # ensure_ascii: a file name that is not UTF-8 (surrogate escapes) still
+  # encodes.
+  file_utils.atomic_write(path, json.dumps(obj, indent=1, sort_keys=True) +
+                          "\n", fsync=True)
 
 
 def shard_name(unit, index):
@@ -50,7 +41,9 @@ def shard_name(unit, index):
 
 
 def _unit_file_re(unit):
-  return re.compile(r"^\.?%s-\d{5}%s(\.tmp\d+)?$" % (
+  """A unit's shards and their temporary files (file_utils.temp_path names,
+  or `.tmp<pid>` ones from older versions)."""
+  return re.compile(r"^\.?%s-\d{5}%s(\.tmp\d+|\.tmp-\d+-[0-9a-f]+)?$" % (
       re.escape(unit), re.escape(SHARD_SUFFIX)))
 
 
@@ -72,28 +65,23 @@ class ShardWriter(object):
     self.max_bytes = max_bytes
     self.shards = []
     self._file = None
-    self._tmp = None
+    self._writing = None
     self._current = None
     self._pending_skips = collections.Counter()
 
   def _open(self):
     name = shard_name(self.unit, len(self.shards))
-    self._tmp = os.path.join(self.output_dir, ".%s.tmp%d" % (name,
-                                                             os.getpid()))
-    self._file = open(self._tmp, "w", encoding="utf-8", newline="\n")
+    self._writing = file_utils.atomic_file(
+        os.path.join(self.output_dir, name), "w", fsync=True)
+    self._file = self._writing.__enter__()
     self._current = {"file": name, "documents": 0, "sentences": 0,
                      "words": 0, "bytes": 0, "sources": [],
                      "skipped": dict(self._pending_skips)}
     self._pending_skips.clear()
 
   def _finish(self):
-    self._file.flush()
-    os.fsync(self._file.fileno())
-    self._file.close()
-    self._file = None
-    os.replace(self._tmp, os.path.join(self.output_dir,
-                                       self._current["file"]))
-    self._tmp = None
+    writing, self._writing, self._file = self._writing, None, None
+    writing.__exit__(None, None, None)
     self.shards.append(self._current)
     self._current = None
 
@@ -144,13 +132,15 @@ class ShardWriter(object):
 
   def abort(self):
     """Drops the shard being written (its temporary file)."""
-    if self._file is not None:
-      self._file.close()
-      self._file = None
-    if self._tmp and os.path.exists(self._tmp):
-      os.remove(self._tmp)
-    self._tmp = None
+    writing, self._writing, self._file = self._writing, None, None
+    if writing is not None:
+      # atomic_file removes its temporary file when an exception reaches it.
+      writing.__exit__(_Aborted, _Aborted(), None)
     self._current = None
+
+
+class _Aborted(Exception):
+  """Thrown into a shard's atomic_file to discard it."""
 
 
 def part_path(output_dir, unit):
@@ -159,7 +149,7 @@ def part_path(output_dir, unit):
 
 def write_part(output_dir, part):
   os.makedirs(os.path.join(output_dir, PARTS_DIR), exist_ok=True)
-  atomic_write_json(part_path(output_dir, part["unit"]), part)
+  write_json(part_path(output_dir, part["unit"]), part)
 
 
 def load_complete_part(output_dir, unit, fingerprint, inputs):
@@ -220,5 +210,5 @@ def write_manifest(path, parts, header):
           "shards": [s["file"] for s in part["shards"]]} for part in parts]
   manifest["shards"] = [shard for part in parts for shard in part["shards"]]
   manifest["errors"] = [e for part in parts for e in part.get("errors", [])]
-  atomic_write_json(path, manifest)
+  write_json(path, manifest)
   return manifest
