@@ -24,6 +24,7 @@ from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from albert import common_flags
 from albert import create_pretraining_data as cpd
 from albert import modeling
 from albert import tokenization
@@ -37,23 +38,13 @@ flags.DEFINE_string(
     "Output TF example file (or comma-separated list of files). In per-shard "
     "mode: one per input file, in the same order (or use --output_dir).")
 
-flags.DEFINE_string(
-    "vocab_file", None,
-    "The vocabulary file that the ALBERT model was trained on (not needed "
-    "with --spm_model_file).")
-
-flags.DEFINE_string("spm_model_file", None,
-                    "The model file for sentence piece tokenization.")
+# --spm_model_file, --vocab_file, --do_lower_case, --corrected_digit_comma.
+common_flags.define_tokenizer_flags()
 
 flags.DEFINE_string(
     "input_file_mode", "r",
     "The data format of the input file: 'r' or 'rb'. Kept for compatibility; "
     "input is always read as bytes and decoded as strict UTF-8.")
-
-flags.DEFINE_bool(
-    "do_lower_case", True,
-    "Whether to lower case the input text. Should be True for uncased "
-    "models and False for cased models.")
 
 flags.DEFINE_bool(
     "do_whole_word_mask", True,
@@ -188,9 +179,7 @@ def _run():
   """Returns the process exit status."""
   per_shard = FLAGS.parallel or FLAGS.num_workers >= 1
   _check_flags(per_shard)
-  tokenizer_args = dict(vocab_file=FLAGS.vocab_file,
-                        do_lower_case=FLAGS.do_lower_case,
-                        spm_model_file=FLAGS.spm_model_file)
+  tokenizer_args = common_flags.TokenizerOptions.from_flags().as_kwargs()
   tokenizer = tokenization.FullTokenizer(**tokenizer_args)
   _check_config(tokenizer)
   options = _options()

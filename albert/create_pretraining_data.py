@@ -805,7 +805,8 @@ def run_sharded(input_files, output_files, tokenizer_args, random_seed,
       it determines its seed, `shard_seed(random_seed, index)`.
     output_files: one output path per input shard.
     tokenizer_args: kwargs of `tokenization.FullTokenizer` (vocab_file,
-      do_lower_case, spm_model_file); each worker builds its own.
+      do_lower_case, spm_model_file, corrected_digit_comma); each worker
+      builds its own.
     random_seed: the run's seed.
     options: a `DataOptions`.
     num_workers: worker processes; 1 runs the shards in this process.

@@ -37,6 +37,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 import tensorflow.compat.v1 as tf
 
+from albert import common_flags
 from albert import create_pretraining_data as cpd
 from albert import tokenization
 from bio.beam import common
@@ -63,13 +64,7 @@ def define_flags(flag_values=FLAGS):
   flags.DEFINE_string("report_file", None,
                       "JSON list of what happened to every shard (default: "
                       "%s beside the first output)." % REPORT_NAME, **kw)
-  flags.DEFINE_string("vocab_file", None,
-                      "WordPiece vocabulary (not needed with "
-                      "--spm_model_file).", **kw)
-  flags.DEFINE_string("spm_model_file", None,
-                      "The SentencePiece model file.", **kw)
-  flags.DEFINE_bool("do_lower_case", _DEFAULTS.do_lower_case,
-                    "Lower-case the input text.", **kw)
+  common_flags.define_tokenizer_flags(flag_values)
   flags.DEFINE_bool("do_whole_word_mask", _DEFAULTS.do_whole_word_mask,
                     "Mask whole words rather than single pieces.", **kw)
   flags.DEFINE_bool("do_permutation", _DEFAULTS.do_permutation,
@@ -272,9 +267,7 @@ def main(argv):
     cpd.validate_options(options)
   except ValueError as e:
     raise app.UsageError(str(e))
-  tokenizer_args = {"vocab_file": fv.vocab_file,
-                    "do_lower_case": fv.do_lower_case,
-                    "spm_model_file": fv.spm_model_file}
+  tokenizer_args = common_flags.TokenizerOptions.from_flags(fv).as_kwargs()
   try:
     # Per-shard numbering: a file named by two patterns is one shard.
     input_files = list(dict.fromkeys(
