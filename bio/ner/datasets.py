@@ -22,6 +22,7 @@ Download (needs network; never used by the tests):
   python -m bio.ner.datasets --download=NCBI-disease --data_dir=DIR
   python -m bio.ner.datasets --list
 """
+import hashlib
 import json
 import os
 import shutil
@@ -316,11 +317,49 @@ def load(data_dir, collapse_types=False, dataset=None, strict_labels=False):
 # Download (network; for users, never called by the tests).
 
 
-def _fetch(url, dest_dir):
-  """Downloads `url` into a temporary file in `dest_dir`; returns its path."""
+# SHA-256 of the downloaded files, by URL. None of them could be computed
+# here (no network): downloads of files absent here log a warning.
+SHA256 = {}
+
+
+def _candidate_urls(url):
+  """https first for an http URL (the hash check makes either safe)."""
+  if url.startswith("http://"):
+    return ["https://" + url[len("http://"):], url]
+  return [url]
+
+
+def _fetch(url, dest_dir, sha256=None):
+  """Downloads `url` (over https when it can) into a temporary file in
+  `dest_dir`, checks its SHA-256 (`sha256`, else SHA256[url]); returns the
+  temporary path."""
+  expected = sha256 or SHA256.get(url)
+  urls = _candidate_urls(url)
+  for i, candidate in enumerate(urls):
+    try:
+      tmp, digest = _fetch_one(candidate, dest_dir)
+      break
+    except OSError as e:
+      if i == len(urls) - 1:
+        raise
+      logging.warning("%s failed (%s); trying %s", candidate, e, urls[i + 1])
+  if expected is None:
+    logging.warning("%s has no known SHA-256 (got %s): not verified", url,
+                    digest)
+  elif digest != expected:
+    os.unlink(tmp)
+    raise ValueError("%s: SHA-256 %s, expected %s: the download is corrupt "
+                     "or the file changed; nothing was installed"
+                     % (url, digest, expected))
+  return tmp
+
+
+def _fetch_one(url, dest_dir):
+  """(temporary path, SHA-256 hex) of one download of `url`."""
   fd, tmp = tempfile.mkstemp(prefix=".download-", dir=dest_dir)
   start = time.time()
   done = 0
+  hasher = hashlib.sha256()
   try:
     with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as resp:
       total = int(resp.headers.get("Content-Length") or 0)
@@ -330,6 +369,7 @@ def _fetch(url, dest_dir):
         if not chunk:
           break
         out.write(chunk)
+        hasher.update(chunk)
         done += len(chunk)
         now = time.time()
         if now - last_log > 10:
@@ -343,7 +383,7 @@ def _fetch(url, dest_dir):
     raise
   logging.info("Fetched %s (%.1f MB in %.1f s)", url, done / 1e6,
                time.time() - start)
-  return tmp
+  return tmp, hasher.hexdigest()
 
 
 def _extract_member(archive, member, dest_dir):

@@ -177,3 +177,39 @@ def test_resolve_dataset_dir(ner_dir, tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match="--download=JNLPBA"):
     datasets.resolve_dataset_dir("JNLPBA", str(tmp_path / "NER"))
 
+
+
+def test_download_checks_sha256(monkeypatch, tmp_path, caplog):
+  import hashlib  # pylint: disable=g-import-not-at-top
+  src = tmp_path / "src"
+  src.mkdir()
+  files = {"train.tsv": "a\tO\n\n", "devel.tsv": "b\tO\n\n",
+           "test.tsv": "c\tO\n\n"}
+  urls = {}
+  for name, text in files.items():
+    (src / name).write_text(text)
+    urls[name] = (src / name).as_uri()
+  info = dict(datasets.get_dataset("NCBI-disease"), urls=urls)
+  monkeypatch.setitem(datasets.DATASETS, "NCBI-disease", info)
+  good = {u: hashlib.sha256(files[n].encode()).hexdigest()
+          for n, u in urls.items()}
+  monkeypatch.setattr(datasets, "SHA256", dict(good))
+  target = datasets.download("NCBI-disease", str(tmp_path / "root"))
+  assert sorted(os.listdir(target)) == sorted(files)
+  # A wrong hash: an error naming the URL, nothing installed.
+  bad = dict(good, **{urls["test.tsv"]: "0" * 64})
+  monkeypatch.setattr(datasets, "SHA256", bad)
+  with pytest.raises(ValueError, match="test.tsv: SHA-256 .* expected 0000"):
+    datasets.download("NCBI-disease", str(tmp_path / "other"))
+  other = tmp_path / "other" / datasets.NER_SUBDIR / info["dirname"]
+  assert os.listdir(other) == []
+  # No known hash: installed with a warning.
+  monkeypatch.setattr(datasets, "SHA256", {})
+  datasets.download("NCBI-disease", str(tmp_path / "third"))
+  assert "has no known SHA-256" in caplog.text
+
+
+def test_http_urls_are_tried_over_https_first():
+  assert datasets._candidate_urls("http://x.org/a") == [  # pylint: disable=protected-access
+      "https://x.org/a", "http://x.org/a"]
+  assert datasets._candidate_urls("https://x.org/a") == ["https://x.org/a"]  # pylint: disable=protected-access

@@ -261,3 +261,27 @@ def test_real_sentencepiece_alignment(tmp_path, ner_dir):
       features, predicted, [len(s.tokens) for s in sentences], label_list)
   assert out == [s.labels for s in sentences]
   assert len(out[0]) >= 2000
+
+
+def test_training_shuffle_order_follows_the_seed(tmp_path):
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "x.tf_record")
+  feats = []
+  for i in range(64):
+    f = ner_features.padding_feature(4)
+    f.input_ids = [i, 0, 0, 0]
+    feats.append(f)
+  ner_features.write_tfrecord(feats, path)
+
+  def first_batches(seed):
+    with tf.Graph().as_default():
+      d = ner_features.file_based_input_fn_builder(
+          path, 4, is_training=True, drop_remainder=True, shuffle_buffer=64,
+          seed=seed)({"batch_size": 16})
+      batch = tf.data.make_one_shot_iterator(d).get_next()
+      with tf.Session() as sess:
+        return [sess.run(batch)["input_ids"][:, 0].tolist() for _ in range(4)]
+
+  a, b, c = first_batches(1), first_batches(1), first_batches(2)
+  assert a == b and a != c
+  assert sorted(sum(a, [])) == list(range(64))  # one epoch, a permutation

@@ -193,3 +193,15 @@ def test_write_iob_file_roundtrip_and_atomic(tmp_path):
   assert iob.read_iob_file(path) == sentences
   assert os.listdir(os.path.dirname(path)) == ["train.tsv"]
 
+
+
+@pytest.mark.parametrize("token", ["heart attack", "a\u00a0b", "x\x0by"])
+def test_token_with_whitespace_is_rejected_with_file_and_line(tmp_path,
+                                                              token):
+  # Outputs separate columns with spaces: such a token would be ambiguous.
+  path = str(tmp_path / "train.tsv")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("The\tO\n%s\tB-Disease\n\n" % token)
+  with pytest.raises(iob.NerFormatError,
+                     match=r"train\.tsv:2: token .* contains whitespace"):
+    iob.read_iob_file(path)

@@ -591,3 +591,153 @@ def test_options_from_flags_keep_run_ner_names_and_defaults():
   assert opts.seed is None and not opts.overwrite
   with pytest.raises(Exception):
     opts.train_step = 1  # frozen
+
+
+# ---------------------------------------------------------------------------
+# Hardening (issue 11)
+
+
+def test_training_runs_once_and_evaluates_every_checkpoint(e2e):
+  # One estimator.train call: TF creates one CheckpointSaverHook per call.
+  assert e2e.log.count("Create CheckpointSaverHook.") == 1
+  assert re.findall(r"dev @ step (\d+):", e2e.log) == ["100", "200"]
+
+
+def test_second_run_on_a_locked_output_dir_stops(ncbi_slice, spm_model,
+                                                 tmp_path):
+  from albert import file_utils  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "out")
+  with file_utils.DirLock(out):
+    with pytest.raises(file_utils.DirLockedError, match="in use by another"):
+      runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model))
+  assert os.listdir(out) == []  # nothing written by the second run
+
+
+def test_mismatched_settings_stop_before_writing(e2e, spm_model,
+                                                 encoder_ckpt, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "copy")
+  shutil.copytree(e2e.out, out)
+  before = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
+  proc = run_ner_cli([
+      "--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
+      "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
+      "--output_dir=" + out, "--do_train", "--do_eval", "--do_predict",
+      "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
+      "--eval_batch_size=16", "--predict_batch_size=8", "--train_step=200",
+      "--warmup_step=10", "--save_checkpoints_steps=100",
+      "--learning_rate=2e-3"], timeout=300)
+  assert proc.returncode == 1
+  assert ("holds a run with other settings (learning_rate: 0.001 there, "
+          "0.002 now)") in proc.stderr
+  assert "Traceback" not in proc.stderr
+  after = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
+  assert after == before
+
+
+def _fake_ckpt(prefix):
+  for ext in (".index", ".data-00000-of-00001"):
+    with open(prefix + ext, "w") as f:
+      f.write(ext)
+
+
+def test_resume_keeps_earlier_dev_results_and_best(monkeypatch, tmp_path):
+  from bio.ner import iob  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_dir  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path)
+  for step in (100, 200):
+    _fake_ckpt(os.path.join(out, "model.ckpt-%d" % step))
+  # An interrupted run: step 100 evaluated (F1 0.9) and copied to best/.
+  run_dir.record_best(out, os.path.join(out, "model.ckpt-100"))
+  earlier = {"step": 100, "checkpoint": "model.ckpt-100",
+             "conlleval_precision": 0.9, "conlleval_recall": 0.9,
+             "conlleval_f1": 0.9, "strict_f1": 0.9, "token_accuracy": 0.9}
+  with open(os.path.join(out, run_dir.DEV_RESULTS_FILE), "w") as f:
+    json.dump({"records": [earlier], "chosen": earlier, "final": False}, f)
+  gold = [iob.Sentence(["a", "b"], ["B-X", "O"])] * 4
+  evaluated = []
+
+  def fake_predict(estimator, features, sentences, input_file, checkpoint,
+                   id_to_label, name):
+    evaluated.append(os.path.basename(checkpoint))
+    # 2 of 3 predicted entities right, 2 of 4 found: P 2/3, R 1/2, F1 4/7.
+    return [["B-X", "O"], ["B-X", "O"], ["O", "O"], ["O", "B-X"]]
+
+  monkeypatch.setattr(runner, "predict_sentences", fake_predict)
+  selector = runner.DevSelector(_opts(None, out), None, gold, None, None,
+                                ["O", "B-X"], "dev.tsv")
+  selector.evaluate_new()
+  assert evaluated == ["model.ckpt-200"]
+  assert selector.best["step"] == 100
+  assert run_dir.read_best_checkpoint(out) == os.path.join(
+      out, "best", "model.ckpt-100")
+  assert os.path.exists(os.path.join(out, "best", "model.ckpt-100.index"))
+  with open(os.path.join(out, run_dir.DEV_RESULTS_FILE)) as f:
+    payload = json.load(f)
+  assert [r["step"] for r in payload["records"]] == [100, 200]
+  assert payload["chosen"]["step"] == 100
+  assert payload["records"][1]["conlleval_f1"] == pytest.approx(4 / 7)
+
+
+def _save_encoder(path, config):
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from albert import modeling  # pylint: disable=g-import-not-at-top
+  with tf.Graph().as_default():
+    modeling.AlbertModel(config, False, tf.zeros([1, 4], dtype=tf.int32))
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      return tf.train.Saver().save(sess, path)
+
+
+def test_bad_init_checkpoint_is_one_error_before_any_output(
+    ncbi_slice, spm_model, tiny_config, tmp_path):
+  import copy  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "out")
+  missing = str(tmp_path / "nope" / "model.ckpt-5")
+  with pytest.raises(runner.NerRunError, match="no such checkpoint"):
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                     init_checkpoint=missing))
+  other = copy.deepcopy(tiny_config)
+  other.vocab_size = tiny_config.vocab_size + 7
+  wrong = _save_encoder(str(tmp_path / "wrong" / "model.ckpt"), other)
+  expected = (r"variable bert/embeddings/word_embeddings has shape "
+              r"\[%d, %d\] there but \[%d, %d\]" % (
+                  other.vocab_size, other.embedding_size,
+                  tiny_config.vocab_size, tiny_config.embedding_size))
+  # A directory is resolved to its checkpoint.
+  with pytest.raises(runner.NerRunError, match=expected):
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                     init_checkpoint=os.path.dirname(wrong)))
+  assert not os.path.exists(out)
+
+
+def test_run_all_seeds_table_mean_sd(monkeypatch, tmp_path):
+  import statistics  # pylint: disable=g-import-not-at-top
+  from bio.ner import datasets  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_all  # pylint: disable=g-import-not-at-top
+  calls = []
+  f1s = {1: 0.5, 2: 0.6, 3: 0.8}
+
+  def fake_run(opts):
+    calls.append((opts.seed, opts.output_dir))
+    f1 = f1s[opts.seed]
+    return {"test": {"conlleval_precision": f1, "conlleval_recall": f1,
+                     "conlleval_f1": f1, "strict_f1": f1, "step": opts.seed}}
+
+  monkeypatch.setattr(datasets, "resolve_dataset_dir",
+                      lambda name, data_dir=None: "/nowhere")
+  monkeypatch.setattr(runner, "run", fake_run)
+  rows = run_all.run_all(_opts(None, str(tmp_path)), ["NCBI-disease"],
+                         seeds=3)
+  assert calls == [(s, os.path.join(str(tmp_path), "NCBI-disease",
+                                    "seed-%d" % s)) for s in (1, 2, 3)]
+  values = [100 * f for f in f1s.values()]
+  cell = "%.2f ± %.2f" % (sum(values) / 3, statistics.stdev(values))
+  assert cell == "63.33 ± 15.28"
+  line = run_all.format_table(rows).splitlines()[2]
+  assert line.startswith("| NCBI-disease | Disease | %s | %s | %s | %s | "
+                         "1, 2, 3 |" % ((cell,) * 4))
