@@ -4,7 +4,12 @@
 Library half of google-research/albert `create_pretraining_data.py`, ported
 to Python 3 and TF 2.15 `tf.compat.v1`. Upstream reads its absl flags deep
 inside these functions; here every such flag is an explicit keyword argument
-with upstream's default, and the flags live in the top-level script.
+with upstream's default. `define_data_flags` defines the flags shared by the
+top-level script and its Beam form, `options_from_flags` reads them into a
+`DataOptions`, and `run(CommandOptions.from_flags())` is the script's work.
+Settings that would write instances without masks (--max_seq_length below
+MIN_MAX_SEQ_LENGTH, --max_predictions_per_seq 0, --masked_lm_prob 0) are
+rejected by `validate_options`, unlike upstream.
 
 The algorithm and the order of random draws are upstream's, so that for the
 same input, tokenizer and seeds the output bytes are upstream's. Upstream
@@ -28,6 +33,8 @@ Two ways to run:
 
 import bisect
 import collections
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -36,13 +43,17 @@ import os
 import random
 import time
 import traceback
-import uuid
+from typing import Optional
 
+from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from albert import common_flags
+from albert import estimator_utils
 from albert import file_utils
+from albert import modeling
 from albert import tokenization
 
 # Instances are written in this many-record batches between flushes. Upstream
@@ -98,35 +109,40 @@ DataOptions = collections.namedtuple(
     defaults=[512, 5, 0.1, 0.15, 20, True, True, False, True, False, 3])
 
 
+# Below these, instances lose their masks: short sequences cut words into
+# pieces that whole-word masking cannot fit into max(1, round(0.15 * length))
+# predictions (on CHEMDNER text: 53% of instances unmasked at 5, 2% at 16,
+# none from 24 on).
+MIN_MAX_SEQ_LENGTH = 24
+MIN_MAX_PREDICTIONS_PER_SEQ = 1
+
+
 def validate_options(options):
-  """Raises ValueError for option values the algorithm cannot work with."""
+  """Raises ValueError for option values the algorithm cannot work with,
+  naming each flag and its allowed range."""
   problems = []
-  # [CLS] A [SEP] B [SEP] needs 3 slots plus at least one token per segment,
-  # and the short-sequence target is drawn from [2, max_seq_length - 3].
-  if options.max_seq_length < 5:
-    problems.append("max_seq_length must be at least 5, got %d" %
-                    options.max_seq_length)
+  if options.max_seq_length < MIN_MAX_SEQ_LENGTH:
+    problems.append("--max_seq_length must be at least %d (shorter "
+                    "sequences leave instances without masked tokens), got "
+                    "%d" % (MIN_MAX_SEQ_LENGTH, options.max_seq_length))
   if options.dupe_factor < 1:
-    problems.append("dupe_factor must be at least 1, got %d" %
+    problems.append("--dupe_factor must be at least 1, got %d" %
                     options.dupe_factor)
-  if not 0.0 <= options.masked_lm_prob <= 1.0:
-    problems.append("masked_lm_prob must be in [0, 1], got %r" %
-                    options.masked_lm_prob)
+  if not 0.0 < options.masked_lm_prob <= 1.0:
+    problems.append("--masked_lm_prob must be in (0, 1] (0 masks nothing), "
+                    "got %r" % options.masked_lm_prob)
   if not 0.0 <= options.short_seq_prob <= 1.0:
-    problems.append("short_seq_prob must be in [0, 1], got %r" %
+    problems.append("--short_seq_prob must be in [0, 1], got %r" %
                     options.short_seq_prob)
-  if options.max_predictions_per_seq < 0:
-    problems.append("max_predictions_per_seq must be >= 0, got %d" %
-                    options.max_predictions_per_seq)
+  if options.max_predictions_per_seq < MIN_MAX_PREDICTIONS_PER_SEQ:
+    problems.append("--max_predictions_per_seq must be at least %d (0 "
+                    "writes instances without masks), got %d" % (
+                        MIN_MAX_PREDICTIONS_PER_SEQ,
+                        options.max_predictions_per_seq))
   if options.ngram < 1:
-    problems.append("ngram must be at least 1, got %d" % options.ngram)
+    problems.append("--ngram must be at least 1, got %d" % options.ngram)
   if problems:
     raise ValueError("; ".join(problems))
-
-
-def _format_seconds(seconds):
-  seconds = int(max(seconds, 0))
-  return "%d:%02d:%02d" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
 class _Progress(object):
@@ -148,22 +164,9 @@ class _Progress(object):
     rate = done / elapsed
     eta = (self.total - done) / rate if rate > 0 else 0.0
     logging.info("%s: %d/%d (%.1f/s)%s, elapsed %s, ETA %s", self.what, done,
-                 self.total, rate, extra, _format_seconds(elapsed),
-                 _format_seconds(eta))
-
-
-def _temp_path(path):
-  """A hidden sibling of `path`, so that globs of outputs do not match it."""
-  directory, name = os.path.split(path)
-  return os.path.join(directory, ".%s.tmp-%d-%s" % (
-      name, os.getpid(), uuid.uuid4().hex[:8]))
-
-
-def _remove_quietly(path):
-  try:
-    tf.io.gfile.remove(path)
-  except tf.errors.OpError:
-    pass
+                 self.total, rate, extra,
+                 estimator_utils.format_seconds(elapsed),
+                 estimator_utils.format_seconds(eta))
 
 
 def _tokens_to_ids(tokenizer, tokens):
@@ -228,7 +231,7 @@ def write_instance_to_example_files(instances, tokenizer, max_seq_length,
   complete; on error the temporary files are removed. Returns the number of
   instances written.
   """
-  temp_files = [_temp_path(path) for path in output_files]
+  temp_files = [file_utils.temp_path(path) for path in output_files]
   writers = []
   try:
     for path, temp in zip(output_files, temp_files):
@@ -262,7 +265,7 @@ def write_instance_to_example_files(instances, tokenizer, max_seq_length,
     for writer in writers:
       writer.close()
     for temp in temp_files:
-      _remove_quietly(temp)
+      file_utils.remove_quietly(temp)
     raise
 
   logging.info("Wrote %d total instances", total_written)
@@ -795,6 +798,99 @@ def _run_shard_job(job, tokenizer=None):
                      time.time() - start, size)
 
 
+def _check_shard_outputs(input_files, output_files, num_tasks, task_index):
+  """One distinct output per input, and a valid task split."""
+  if len(input_files) != len(output_files):
+    raise InputError("per-shard mode needs one output file per input file: "
+                     "got %d inputs and %d outputs" %
+                     (len(input_files), len(output_files)))
+  seen = {}
+  for input_file, output_file in zip(input_files, output_files):
+    if output_file in seen:
+      raise InputError("inputs %s and %s would both write %s" %
+                       (seen[output_file], input_file, output_file))
+    seen[output_file] = input_file
+  if not 0 <= task_index < num_tasks:
+    raise ValueError("task_index must be in [0, num_tasks), got %d of %d" %
+                     (task_index, num_tasks))
+
+
+def _shard_jobs(input_files, output_files, random_seed, options, num_tasks,
+                task_index, num_logged_examples):
+  """(jobs to run, results of shards skipped because their output exists)
+  for this task's shards."""
+  skipped = []
+  jobs = []
+  for index, (input_file, output_file) in enumerate(
+      zip(input_files, output_files)):
+    if index % num_tasks != task_index:
+      continue
+    if tf.io.gfile.exists(output_file):
+      skipped.append(ShardResult(index, input_file, output_file, None, True,
+                                 None, 0.0, 0))
+      continue
+    jobs.append((index, input_file, output_file,
+                 shard_seed(random_seed, index), options,
+                 num_logged_examples if index == 0 else 0))
+  return jobs, skipped
+
+
+@contextlib.contextmanager
+def _shard_outcomes(jobs, tokenizer_args, num_workers):
+  """Yields an iterator of the jobs' ShardResults, in completion order: in
+  this process for one worker, else from a pool that is closed after."""
+  num_workers = max(1, min(num_workers, len(jobs)))
+  if num_workers == 1:
+    tokenizer = tokenization.FullTokenizer(**tokenizer_args)
+    yield (_run_shard_job(job, tokenizer) for job in jobs)
+    return
+  # Spawned, not forked: forking a process that has started TensorFlow's
+  # threads can deadlock.
+  context = multiprocessing.get_context("spawn")
+  pool = context.Pool(num_workers, initializer=_init_worker,
+                      initargs=(tokenizer_args, logging.get_verbosity()))
+  try:
+    yield pool.imap_unordered(_run_shard_job, jobs)
+  except BaseException:
+    pool.terminate()
+    raise
+  finally:
+    pool.close()
+    pool.join()
+
+
+class _ShardProgress(object):
+  """Logs each finished shard with totals, rates and an ETA by input bytes."""
+
+  def __init__(self, jobs):
+    self.num_jobs = len(jobs)
+    self.total_bytes = sum(tf.io.gfile.stat(job[1]).length for job in jobs)
+    self.start = time.time()
+    self.done = 0
+    self.done_bytes = 0
+    self.num_instances = 0
+    self.num_failed = 0
+
+  def add(self, result):
+    self.done += 1
+    self.done_bytes += result.input_bytes
+    self.num_instances += result.num_instances
+    if result.error:
+      self.num_failed += 1
+      logging.error("shard %d failed: %s", result.shard_index, result.error)
+    elapsed = max(time.time() - self.start, 1e-9)
+    byte_rate = self.done_bytes / elapsed
+    eta = ((self.total_bytes - self.done_bytes) / byte_rate
+           if byte_rate else 0.0)
+    logging.info(
+        "shard %d done (%s, %d instances, %.1fs); %d/%d shards, %d failed, "
+        "%d instances, %.1f instances/s, %.2f MB/s of input, ETA %s",
+        result.shard_index, result.output_file, result.num_instances,
+        result.seconds, self.done, self.num_jobs, self.num_failed,
+        self.num_instances, self.num_instances / elapsed, byte_rate / 1e6,
+        estimator_utils.format_seconds(eta))
+
+
 def run_sharded(input_files, output_files, tokenizer_args, random_seed,
                 options=DataOptions(), num_workers=1, num_tasks=1,
                 task_index=0, num_logged_examples=20):
@@ -820,79 +916,213 @@ def run_sharded(input_files, output_files, tokenizer_args, random_seed,
     exists are skipped; a shard that fails has `error` set, leaves no output
     and does not stop the others.
   """
-  if len(input_files) != len(output_files):
-    raise InputError("per-shard mode needs one output file per input file: "
-                     "got %d inputs and %d outputs" %
-                     (len(input_files), len(output_files)))
-  seen = {}
-  for input_file, output_file in zip(input_files, output_files):
-    if output_file in seen:
-      raise InputError("inputs %s and %s would both write %s" %
-                       (seen[output_file], input_file, output_file))
-    seen[output_file] = input_file
-  if not 0 <= task_index < num_tasks:
-    raise ValueError("task_index must be in [0, num_tasks), got %d of %d" %
-                     (task_index, num_tasks))
-
-  results = []
-  jobs = []
-  for index, (input_file, output_file) in enumerate(
-      zip(input_files, output_files)):
-    if index % num_tasks != task_index:
-      continue
-    if tf.io.gfile.exists(output_file):
-      results.append(ShardResult(index, input_file, output_file, None, True,
-                                 None, 0.0, 0))
-      continue
-    jobs.append((index, input_file, output_file,
-                 shard_seed(random_seed, index), options,
-                 num_logged_examples if index == 0 else 0))
+  _check_shard_outputs(input_files, output_files, num_tasks, task_index)
+  jobs, results = _shard_jobs(input_files, output_files, random_seed, options,
+                              num_tasks, task_index, num_logged_examples)
   logging.info("%d shards for this task: %d to process, %d already done",
                len(jobs) + len(results), len(jobs), len(results))
   if not jobs:
     return results
-
-  total_bytes = sum(tf.io.gfile.stat(job[1]).length for job in jobs)
-  num_workers = max(1, min(num_workers, len(jobs)))
-  if num_workers == 1:
-    tokenizer = tokenization.FullTokenizer(**tokenizer_args)
-    outcomes = (_run_shard_job(job, tokenizer) for job in jobs)
-    pool = None
-  else:
-    # Spawned, not forked: forking a process that has started TensorFlow's
-    # threads can deadlock.
-    context = multiprocessing.get_context("spawn")
-    pool = context.Pool(num_workers, initializer=_init_worker,
-                        initargs=(tokenizer_args, logging.get_verbosity()))
-    outcomes = pool.imap_unordered(_run_shard_job, jobs)
-
-  start = time.time()
-  done_bytes = 0
-  num_instances = 0
-  num_failed = 0
-  try:
-    for count, result in enumerate(outcomes, 1):
+  progress = _ShardProgress(jobs)
+  with _shard_outcomes(jobs, tokenizer_args, num_workers) as outcomes:
+    for result in outcomes:
       results.append(result)
-      done_bytes += result.input_bytes
-      num_instances += result.num_instances
-      if result.error:
-        num_failed += 1
-        logging.error("shard %d failed: %s", result.shard_index, result.error)
-      elapsed = max(time.time() - start, 1e-9)
-      byte_rate = done_bytes / elapsed
-      eta = (total_bytes - done_bytes) / byte_rate if byte_rate else 0.0
-      logging.info(
-          "shard %d done (%s, %d instances, %.1fs); %d/%d shards, %d failed, "
-          "%d instances, %.1f instances/s, %.2f MB/s of input, ETA %s",
-          result.shard_index, result.output_file, result.num_instances,
-          result.seconds, count, len(jobs), num_failed, num_instances,
-          num_instances / elapsed, byte_rate / 1e6, _format_seconds(eta))
-  except BaseException:
-    if pool is not None:
-      pool.terminate()
-    raise
-  finally:
-    if pool is not None:
-      pool.close()
-      pool.join()
+      progress.add(result)
   return sorted(results, key=lambda r: r.shard_index)
+
+
+# ---------------------------------------------------------------------------
+# Flags and the command: create_pretraining_data.py and its Beam form
+# (bio/beam/create_pretraining_data.py) share these.
+
+
+def define_data_flags(flag_values=flags.FLAGS):
+  """Input/output, tokenizer, seed and every `DataOptions` flag, under
+  upstream's names with upstream's defaults (but --dupe_factor 5)."""
+  kw = {"flag_values": flag_values}
+  defaults = DataOptions()
+  flags.DEFINE_string(
+      "input_file", None,
+      "Input raw text file (or comma-separated list of files). Globs are "
+      "expanded; each glob's matches are sorted.", **kw)
+  flags.DEFINE_string(
+      "output_file", None,
+      "Output TF example file (or comma-separated list of files). In "
+      "per-shard mode: one per input file, in the same order (or use "
+      "--output_dir).", **kw)
+  flags.DEFINE_string(
+      "output_dir", None,
+      "Per-shard mode: write <output_dir>/<input name minus extension>"
+      ".tfrecord for each input instead of listing --output_file.", **kw)
+  common_flags.define_tokenizer_flags(flag_values)
+  common_flags.define_max_seq_length_flag(
+      defaults.max_seq_length, "Maximum sequence length.", flag_values)
+  flags.DEFINE_integer("random_seed", 12345,
+                       "Random seed for data generation (per-shard mode: "
+                       "shard i uses shard_seed(random_seed, i)).", **kw)
+  _define_masking_flags(defaults, kw)
+
+
+def _define_masking_flags(defaults, kw):
+  flags.DEFINE_bool(
+      "do_whole_word_mask", defaults.do_whole_word_mask,
+      "Whether to use whole word masking rather than per-WordPiece "
+      "masking.", **kw)
+  flags.DEFINE_bool("do_permutation", defaults.do_permutation,
+                    "Whether to do the permutation training.", **kw)
+  flags.DEFINE_bool(
+      "favor_shorter_ngram", defaults.favor_shorter_ngram,
+      "Whether to set higher probabilities for sampling shorter ngrams.",
+      **kw)
+  flags.DEFINE_bool(
+      "random_next_sentence", defaults.random_next_sentence,
+      "Whether to use the sentence that's right before the current sentence "
+      "as the negative sample for next sentence prection, rather than using "
+      "sentences from other random documents.", **kw)
+  flags.DEFINE_integer("ngram", defaults.ngram,
+                       "Maximum number of ngrams to mask.", **kw)
+  flags.DEFINE_integer(
+      "max_predictions_per_seq", defaults.max_predictions_per_seq,
+      "Maximum number of masked LM predictions per sequence.", **kw)
+  flags.DEFINE_integer(
+      "dupe_factor", defaults.dupe_factor,
+      "Number of times to duplicate the input data (with different masks).",
+      **kw)
+  flags.DEFINE_float("masked_lm_prob", defaults.masked_lm_prob,
+                     "Masked LM probability.", **kw)
+  flags.DEFINE_float(
+      "short_seq_prob", defaults.short_seq_prob,
+      "Probability of creating sequences which are shorter than the "
+      "maximum length.", **kw)
+
+
+def options_from_flags(flag_values=flags.FLAGS):
+  """The `DataOptions` of flags defined by `define_data_flags`."""
+  return DataOptions(**{name: flag_values[name].value
+                        for name in DataOptions._fields})
+
+
+def output_files_of(input_files, output_file, output_dir):
+  """--output_dir's one file per input, else the --output_file list."""
+  if output_dir:
+    return sharded_output_files(input_files, output_dir)
+  return [part.strip() for part in (output_file or "").split(",")
+          if part.strip()]
+
+
+@dataclasses.dataclass(frozen=True)
+class CommandOptions:
+  """Everything create_pretraining_data.py does, from its flags."""
+  input_file: str
+  output_file: Optional[str] = None
+  output_dir: Optional[str] = None
+  tokenizer: common_flags.TokenizerOptions = common_flags.TokenizerOptions()
+  data: DataOptions = DataOptions()
+  random_seed: int = 12345
+  input_file_mode: str = "r"
+  # 0: upstream's single-process mode; N >= 1: per-shard mode.
+  num_workers: int = 0
+  num_tasks: int = 1
+  task_index: int = 0
+  albert_config_file: Optional[str] = None
+
+  @property
+  def per_shard(self):
+    return self.num_workers >= 1
+
+  @classmethod
+  def from_flags(cls, flag_values=flags.FLAGS):
+    """From the flags of create_pretraining_data.py; --parallel means one
+    worker per CPU."""
+    num_workers = flag_values.num_workers
+    if flag_values.parallel and num_workers == 0:
+      num_workers = os.cpu_count() or 1
+    return cls(
+        input_file=flag_values.input_file,
+        output_file=flag_values.output_file,
+        output_dir=flag_values.output_dir,
+        tokenizer=common_flags.TokenizerOptions.from_flags(flag_values),
+        data=options_from_flags(flag_values),
+        random_seed=flag_values.random_seed,
+        input_file_mode=flag_values.input_file_mode,
+        num_workers=num_workers, num_tasks=flag_values.num_tasks,
+        task_index=flag_values.task_index,
+        albert_config_file=flag_values.albert_config_file)
+
+
+def check_command(command):
+  """Raises InputError for contradictory or missing flags."""
+  if not command.tokenizer.vocab_file and not command.tokenizer.spm_model_file:
+    raise InputError("Pass --spm_model_file (or --vocab_file).")
+  if command.input_file_mode not in ("r", "rb"):
+    raise InputError("--input_file_mode must be 'r' or 'rb', got %r" %
+                     command.input_file_mode)
+  if command.num_workers < 0:
+    raise InputError("--num_workers must be >= 0, got %d" %
+                     command.num_workers)
+  if command.per_shard:
+    if bool(command.output_file) == bool(command.output_dir):
+      raise InputError("Per-shard mode needs exactly one of --output_file "
+                       "(one per input) and --output_dir.")
+  elif not command.output_file:
+    raise InputError("Pass --output_file.")
+  elif (command.output_dir or command.num_tasks != 1 or
+        command.task_index != 0):
+    raise InputError("--output_dir, --num_tasks and --task_index need "
+                     "per-shard mode (--num_workers >= 1).")
+  try:
+    validate_options(command.data)
+  except ValueError as e:
+    raise InputError(str(e))
+
+
+def check_config(config_file, max_seq_length, tokenizer):
+  """The data must fit the model the config describes."""
+  if not config_file:
+    return
+  config = modeling.AlbertConfig.from_json_file(config_file)
+  modeling.check_seq_length(max_seq_length, config, config_file, InputError)
+  if len(tokenizer.vocab) > config.vocab_size:
+    raise InputError(
+        "the vocabulary has %d pieces but vocab_size is %d in %s" % (
+            len(tokenizer.vocab), config.vocab_size, config_file))
+
+
+def _run_sharded_command(command, input_files):
+  """Per-shard mode; returns the exit status (1 if a shard failed)."""
+  # A file named by two patterns is processed once.
+  input_files = list(dict.fromkeys(input_files))
+  output_files = output_files_of(input_files, command.output_file,
+                                 command.output_dir)
+  results = run_sharded(
+      input_files, output_files, command.tokenizer.as_kwargs(),
+      command.random_seed, command.data, num_workers=command.num_workers,
+      num_tasks=command.num_tasks, task_index=command.task_index)
+  failed = [r for r in results if r.error]
+  skipped = [r for r in results if r.skipped]
+  logging.info("Done: %d instances in %d new files; %d files skipped "
+               "(already complete); %d failed",
+               sum(r.num_instances or 0 for r in results),
+               len(results) - len(failed) - len(skipped), len(skipped),
+               len(failed))
+  for result in failed:
+    logging.error("FAILED shard %d: %s", result.shard_index, result.error)
+  return 1 if failed else 0
+
+
+def run(command):
+  """Runs create_pretraining_data.py; returns the exit status. Raises
+  InputError (a ValueError) for bad flags or input."""
+  check_command(command)
+  tokenizer = tokenization.FullTokenizer(**command.tokenizer.as_kwargs())
+  check_config(command.albert_config_file, command.data.max_seq_length,
+               tokenizer)
+  input_files = expand_input_patterns(command.input_file)
+  logging.info("*** Reading from %d input files ***", len(input_files))
+  if command.per_shard:
+    return _run_sharded_command(command, input_files)
+  count = run_single_process(
+      input_files, output_files_of(input_files, command.output_file, None),
+      tokenizer, command.random_seed, command.data)
+  logging.info("Done: %d instances", count)
+  return 0

@@ -44,52 +44,18 @@ from bio.beam import common
 
 NAMESPACE = "bioalbert.create_pretraining_data"
 REPORT_NAME = "beam_report.json"
-_DEFAULTS = cpd.DataOptions()
 
 FLAGS = flags.FLAGS
 
 
 def define_flags(flag_values=FLAGS):
-  """create_pretraining_data.py's flags that apply here, same defaults."""
-  kw = {"flag_values": flag_values}
-  flags.DEFINE_string("input_file", None,
-                      "Input shards: comma-separated globs, each glob's "
-                      "matches sorted (local or gs://).", **kw)
-  flags.DEFINE_string("output_dir", None,
-                      "Write <output_dir>/<input name minus extension>"
-                      ".tfrecord per input shard.", **kw)
-  flags.DEFINE_string("output_file", None,
-                      "Instead of --output_dir: comma-separated output "
-                      "files, one per input shard, in the same order.", **kw)
+  """create_pretraining_data.py's shared flags (`cpd.define_data_flags`:
+  input/output, tokenizer, seed, masking; same defaults) and --report_file."""
+  cpd.define_data_flags(flag_values)
   flags.DEFINE_string("report_file", None,
                       "JSON list of what happened to every shard (default: "
-                      "%s beside the first output)." % REPORT_NAME, **kw)
-  common_flags.define_tokenizer_flags(flag_values)
-  flags.DEFINE_bool("do_whole_word_mask", _DEFAULTS.do_whole_word_mask,
-                    "Mask whole words rather than single pieces.", **kw)
-  flags.DEFINE_bool("do_permutation", _DEFAULTS.do_permutation,
-                    "Permutation training.", **kw)
-  flags.DEFINE_bool("favor_shorter_ngram", _DEFAULTS.favor_shorter_ngram,
-                    "Sample shorter n-grams more often.", **kw)
-  flags.DEFINE_bool("random_next_sentence", _DEFAULTS.random_next_sentence,
-                    "Negative pairs take B from a random document rather "
-                    "than swapping the segments.", **kw)
-  flags.DEFINE_integer("max_seq_length", _DEFAULTS.max_seq_length,
-                       "Maximum sequence length.", **kw)
-  flags.DEFINE_integer("ngram", _DEFAULTS.ngram,
-                       "Maximum n-gram length to mask.", **kw)
-  flags.DEFINE_integer("max_predictions_per_seq",
-                       _DEFAULTS.max_predictions_per_seq,
-                       "Maximum masked LM predictions per sequence.", **kw)
-  flags.DEFINE_integer("random_seed", 12345,
-                       "The run's seed; shard i uses shard_seed(seed, i).",
-                       **kw)
-  flags.DEFINE_integer("dupe_factor", _DEFAULTS.dupe_factor,
-                       "Passes over the data, each with other masks.", **kw)
-  flags.DEFINE_float("masked_lm_prob", _DEFAULTS.masked_lm_prob,
-                     "Masked LM probability.", **kw)
-  flags.DEFINE_float("short_seq_prob", _DEFAULTS.short_seq_prob,
-                     "Probability of a shorter target sequence length.", **kw)
+                      "%s beside the first output)." % REPORT_NAME,
+                      flag_values=flag_values)
 
 
 def shard_jobs(input_files, output_files, random_seed):
@@ -239,22 +205,6 @@ def run(input_files, output_files, tokenizer_args, random_seed,
   return report, values
 
 
-def _split_list(value):
-  return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
-def _options_from_flags(fv):
-  return cpd.DataOptions(
-      max_seq_length=fv.max_seq_length, dupe_factor=fv.dupe_factor,
-      short_seq_prob=fv.short_seq_prob, masked_lm_prob=fv.masked_lm_prob,
-      max_predictions_per_seq=fv.max_predictions_per_seq,
-      do_lower_case=fv.do_lower_case,
-      do_whole_word_mask=fv.do_whole_word_mask,
-      do_permutation=fv.do_permutation,
-      favor_shorter_ngram=fv.favor_shorter_ngram,
-      random_next_sentence=fv.random_next_sentence, ngram=fv.ngram)
-
-
 def main(argv):
   logging.set_verbosity(logging.INFO)
   fv = FLAGS
@@ -262,7 +212,7 @@ def main(argv):
     raise app.UsageError("Pass --spm_model_file (or --vocab_file).")
   if bool(fv.output_dir) == bool(fv.output_file):
     raise app.UsageError("Pass exactly one of --output_dir and --output_file.")
-  options = _options_from_flags(fv)
+  options = cpd.options_from_flags(fv)
   try:
     cpd.validate_options(options)
   except ValueError as e:
@@ -272,10 +222,8 @@ def main(argv):
     # Per-shard numbering: a file named by two patterns is one shard.
     input_files = list(dict.fromkeys(
         cpd.expand_input_patterns(fv.input_file)))
-    if fv.output_dir:
-      output_files = cpd.sharded_output_files(input_files, fv.output_dir)
-    else:
-      output_files = _split_list(fv.output_file)
+    output_files = cpd.output_files_of(input_files, fv.output_file,
+                                       fv.output_dir)
     report, _ = run(input_files, output_files, tokenizer_args,
                     fv.random_seed, options, fv.report_file, argv[1:])
   except (ValueError, tf.errors.OpError, OSError) as e:
