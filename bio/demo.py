@@ -15,6 +15,8 @@ would type is printed), logs to output_dir/logs/, and is skipped on a re-run
 when its output is complete. The model is tiny and barely pretrained, so the
 F1 it reaches says that the pipeline works, not what BioALBERT reaches.
 """
+import dataclasses
+import functools
 import json
 import os
 import subprocess
@@ -24,6 +26,7 @@ import time
 from absl import app
 from absl import flags
 
+from albert import file_utils
 from bio import paths
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,45 +102,84 @@ def _shell_quote(arg):
   return "'%s'" % arg if any(c in arg for c in " *,;&|") else arg
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoPaths(object):
+  """Where each stage's artifacts go under the demo's output directory."""
+  out: str
+  corpus: str
+  spm_prefix: str
+  config_file: str
+  records: str
+  pretrain_dir: str
+  ner_dir: str
+  export_dir: str
+  examples: str
+  tagged: str
+
+  @classmethod
+  def under(cls, out, vocab_size):
+    join = functools.partial(os.path.join, out)
+    return cls(out=out, corpus=join("corpus"),
+               spm_prefix=join("vocab", "bio%d" % vocab_size),
+               config_file=join("albert_config.json"),
+               records=join("pretrain_data", "pubmed.tfrecord"),
+               pretrain_dir=join("pretrain"), ner_dir=join("ner_ncbi_disease"),
+               export_dir=join("export", "ner_ncbi_disease"),
+               examples=join("examples.txt"), tagged=join("examples.jsonl"))
+
+
 def main(_):
   data_dir = paths.resolve_data_dir(FLAGS.data_dir)
   out = os.path.abspath(FLAGS.output_dir)
   os.makedirs(out, exist_ok=True)
-  py = sys.executable
+  demo = DemoPaths.under(out, FLAGS.vocab_size)
   stage = Stage(out)
   started = time.time()
-  corpus = os.path.join(out, "corpus")
+  _prepare_text(stage, demo, data_dir)
+  _train_vocabulary(stage, demo)
+  _build_records(stage, demo)
+  _pretrain(stage, demo)
+  _fine_tune(stage, demo, data_dir)
+  _export_and_tag(stage, demo)
+  _print_artifacts(demo, stage.logs, started)
+
+
+def _prepare_text(stage, demo, data_dir):
   stage.run("Prepare pretraining text from PubMed XML", [
-      py, "-m", "bio.corpus.prepare", "--source=pubmed",
+      sys.executable, "-m", "bio.corpus.prepare", "--source=pubmed",
       "--input=%s/pubmed/*.xml.gz,%s/pubmed/updates/*.xml.gz" % (data_dir,
                                                                  data_dir),
-      "--output_dir=" + corpus, "--num_workers=2"],
-            os.path.join(corpus, "manifest.json"))
+      "--output_dir=" + demo.corpus, "--num_workers=2"],
+            os.path.join(demo.corpus, "manifest.json"))
 
-  spm_prefix = os.path.join(out, "vocab", "bio%d" % FLAGS.vocab_size)
-  os.makedirs(os.path.dirname(spm_prefix), exist_ok=True)
+
+def _train_vocabulary(stage, demo):
+  os.makedirs(os.path.dirname(demo.spm_prefix), exist_ok=True)
   stage.run("Train the SentencePiece vocabulary", [
-      py, "-m", "albert.train_spm", "--input=%s/*.txt" % corpus,
-      "--model_prefix=" + spm_prefix, "--vocab_size=%d" % FLAGS.vocab_size],
-            spm_prefix + ".model")
+      sys.executable, "-m", "albert.train_spm",
+      "--input=%s/*.txt" % demo.corpus, "--model_prefix=" + demo.spm_prefix,
+      "--vocab_size=%d" % FLAGS.vocab_size], demo.spm_prefix + ".model")
 
-  config_file = os.path.join(out, "albert_config.json")
-  with open(config_file, "w", encoding="utf-8") as f:
-    json.dump(dict(DEMO_CONFIG, vocab_size=FLAGS.vocab_size), f, indent=2)
 
-  records = os.path.join(out, "pretrain_data", "pubmed.tfrecord")
-  os.makedirs(os.path.dirname(records), exist_ok=True)
+def _build_records(stage, demo):
+  file_utils.atomic_write_json(
+      demo.config_file, dict(DEMO_CONFIG, vocab_size=FLAGS.vocab_size))
+  os.makedirs(os.path.dirname(demo.records), exist_ok=True)
   stage.run("Build pretraining TFRecords", [
-      py, "create_pretraining_data.py", "--input_file=%s/*.txt" % corpus,
-      "--output_file=" + records, "--spm_model_file=" + spm_prefix + ".model",
-      "--vocab_file=" + spm_prefix + ".vocab",
+      sys.executable, "create_pretraining_data.py",
+      "--input_file=%s/*.txt" % demo.corpus, "--output_file=" + demo.records,
+      "--spm_model_file=" + demo.spm_prefix + ".model",
+      "--vocab_file=" + demo.spm_prefix + ".vocab",
       "--max_seq_length=%d" % FLAGS.max_seq_length,
-      "--max_predictions_per_seq=20", "--dupe_factor=5"], records)
+      "--max_predictions_per_seq=20", "--dupe_factor=5"], demo.records)
 
-  pretrain_dir = os.path.join(out, "pretrain")
+
+def _pretrain(stage, demo):
+  results = os.path.join(demo.pretrain_dir, "eval_results.txt")
   stage.run("Pretrain a tiny ALBERT (LAMB)", [
-      py, "run_pretraining.py", "--albert_config_file=" + config_file,
-      "--input_file=" + records, "--output_dir=" + pretrain_dir,
+      sys.executable, "run_pretraining.py",
+      "--albert_config_file=" + demo.config_file,
+      "--input_file=" + demo.records, "--output_dir=" + demo.pretrain_dir,
       "--do_train", "--do_eval", "--train_batch_size=32",
       "--eval_batch_size=32", "--optimizer=lamb", "--learning_rate=0.005",
       "--max_seq_length=%d" % FLAGS.max_seq_length,
@@ -145,60 +187,63 @@ def main(_):
       "--num_train_steps=%d" % FLAGS.pretrain_steps,
       "--num_warmup_steps=%d" % (FLAGS.pretrain_steps // 10),
       "--save_checkpoints_steps=%d" % FLAGS.pretrain_steps,
-      "--iterations_per_loop=100", "--max_eval_steps=10"],
-            os.path.join(pretrain_dir, "eval_results.txt"))
-  _show(os.path.join(pretrain_dir, "eval_results.txt"), "    ")
+      "--iterations_per_loop=100", "--max_eval_steps=10"], results)
+  _show(results, "    ")
 
-  ner_dir = os.path.join(out, "ner_ncbi_disease")
+
+def _fine_tune(stage, demo, data_dir):
   stage.run("Fine-tune on NCBI-disease, select on dev, test", [
-      py, "run_ner.py", "--dataset=NCBI-disease", "--data_dir=" + data_dir,
-      "--albert_config_file=" + config_file,
-      "--spm_model_file=" + spm_prefix + ".model",
-      "--init_checkpoint=%s/model.ckpt-%d" % (pretrain_dir,
+      sys.executable, "run_ner.py", "--dataset=NCBI-disease",
+      "--data_dir=" + data_dir, "--albert_config_file=" + demo.config_file,
+      "--spm_model_file=" + demo.spm_prefix + ".model",
+      "--init_checkpoint=%s/model.ckpt-%d" % (demo.pretrain_dir,
                                               FLAGS.pretrain_steps),
-      "--output_dir=" + ner_dir, "--do_train", "--do_eval", "--do_predict",
-      "--max_seq_length=%d" % FLAGS.max_seq_length,
+      "--output_dir=" + demo.ner_dir, "--do_train", "--do_eval",
+      "--do_predict", "--max_seq_length=%d" % FLAGS.max_seq_length,
       "--train_batch_size=32", "--eval_batch_size=64",
       "--learning_rate=%g" % FLAGS.ner_learning_rate,
       "--train_step=%d" % FLAGS.ner_steps,
       "--warmup_step=%d" % (FLAGS.ner_steps // 10),
       "--save_checkpoints_steps=%d" % max(1, FLAGS.ner_steps // 3),
       "--iterations_per_loop=100"],
-            os.path.join(ner_dir, "test_results.txt"))
-  _show(os.path.join(ner_dir, "dev_results.txt"), "    ")
-  _show(os.path.join(ner_dir, "test_results.txt"), "    ")
+            os.path.join(demo.ner_dir, "test_results.txt"))
+  _show(os.path.join(demo.ner_dir, "dev_results.txt"), "    ")
+  _show(os.path.join(demo.ner_dir, "test_results.txt"), "    ")
 
-  export_dir = os.path.join(out, "export", "ner_ncbi_disease")
+
+def _export_and_tag(stage, demo):
   stage.run("Export a SavedModel", [
-      py, "-m", "bio.serving.export", "--model_dir=" + ner_dir,
-      "--export_dir=" + export_dir],
-            os.path.join(export_dir, "saved_model.pb"))
-
-  examples = os.path.join(out, "examples.txt")
-  with open(examples, "w", encoding="utf-8") as f:
-    f.write("\n".join(EXAMPLES) + "\n")
-  tagged = os.path.join(out, "examples.jsonl")
+      sys.executable, "-m", "bio.serving.export",
+      "--model_dir=" + demo.ner_dir, "--export_dir=" + demo.export_dir],
+            os.path.join(demo.export_dir, "saved_model.pb"))
+  file_utils.atomic_write(demo.examples, "\n".join(EXAMPLES) + "\n")
   stage.run("Tag two example abstracts", [
-      py, "-m", "bio.serving.tag", "--saved_model=" + export_dir, "--input=" +
-      examples, "--output=" + tagged, "--format=jsonl"], None)
-  with open(tagged, encoding="utf-8") as f:
+      sys.executable, "-m", "bio.serving.tag",
+      "--saved_model=" + demo.export_dir, "--input=" + demo.examples,
+      "--output=" + demo.tagged, "--format=jsonl"], None)
+  with open(demo.tagged, encoding="utf-8") as f:
     for line in f:
-      doc = json.loads(line)
-      print("\n    %s" % doc["text"])
-      for e in doc["entities"] or [{"text": "(no entity found)", "type": "",
-                                    "start": "", "end": "", "score": ""}]:
-        print("      %-40s %-8s [%s, %s) %s" % (e["text"], e["type"],
-                                                 e["start"], e["end"],
-                                                 e["score"]))
+      _print_tagged(json.loads(line))
+
+
+def _print_tagged(doc):
+  print("\n    %s" % doc["text"])
+  for e in doc["entities"] or [{"text": "(no entity found)", "type": "",
+                                "start": "", "end": "", "score": ""}]:
+    print("      %-40s %-8s [%s, %s) %s" % (e["text"], e["type"], e["start"],
+                                             e["end"], e["score"]))
+
+
+def _print_artifacts(demo, logs, started):
   print("\nDemo finished in %.1f min. Artifacts in %s:" %
-        ((time.time() - started) / 60, out))
-  for name, path in [("pretraining text", corpus),
-                     ("SentencePiece model", spm_prefix + ".model"),
-                     ("pretraining TFRecords", records),
-                     ("pretrained checkpoint", pretrain_dir),
-                     ("NER run (results, predictions)", ner_dir),
-                     ("SavedModel", export_dir), ("tagged examples", tagged),
-                     ("logs", stage.logs)]:
+        ((time.time() - started) / 60, demo.out))
+  for name, path in [("pretraining text", demo.corpus),
+                     ("SentencePiece model", demo.spm_prefix + ".model"),
+                     ("pretraining TFRecords", demo.records),
+                     ("pretrained checkpoint", demo.pretrain_dir),
+                     ("NER run (results, predictions)", demo.ner_dir),
+                     ("SavedModel", demo.export_dir),
+                     ("tagged examples", demo.tagged), ("logs", logs)]:
     print("  %-32s %s" % (name, path))
 
 
