@@ -20,6 +20,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from albert import file_utils
+
 Document = collections.namedtuple("Document", ["id", "title", "abstract"])
 
 
@@ -128,38 +130,32 @@ def tag_file(tagger, input_path, output_path, output_format="jsonl",
   reader = (read_pubmed_documents if input_format == "pubmed"
             else read_text_documents)
   formatter = FORMATTERS[output_format]
-  tmp = "%s.tmp-%d" % (output_path, os.getpid())
   counts = [0, 0]
   started = time.time()
-  try:
-    with open(tmp, "w", encoding="utf-8") as out:
-      batch = []
+  with file_utils.atomic_file(output_path, "w") as out:
+    batch = []
 
-      def flush():
-        texts = [document_text(d) for d in batch]
-        outputs = tagger(texts)
-        for row, (doc, text) in enumerate(zip(batch, texts)):
-          entities = entities_of(outputs, row)
-          out.write(formatter(doc, text, entities))
-          counts[1] += len(entities)
-        counts[0] += len(batch)
-        if log_every and counts[0] // log_every != (counts[0] - len(batch)) \
-            // log_every:
-          rate = counts[0] / max(time.time() - started, 1e-9)
-          logging.info("tagged %d documents (%.1f documents/s), %d entities",
-                       counts[0], rate, counts[1])
-        del batch[:]
+    def flush():
+      texts = [document_text(d) for d in batch]
+      outputs = tagger(texts)
+      for row, (doc, text) in enumerate(zip(batch, texts)):
+        entities = entities_of(outputs, row)
+        out.write(formatter(doc, text, entities))
+        counts[1] += len(entities)
+      counts[0] += len(batch)
+      if log_every and counts[0] // log_every != (counts[0] - len(batch)) \
+          // log_every:
+        rate = counts[0] / max(time.time() - started, 1e-9)
+        logging.info("tagged %d documents (%.1f documents/s), %d entities",
+                     counts[0], rate, counts[1])
+      del batch[:]
 
-      for doc in reader(input_path):
-        batch.append(doc)
-        if len(batch) == batch_size:
-          flush()
-      if batch:
+    for doc in reader(input_path):
+      batch.append(doc)
+      if len(batch) == batch_size:
         flush()
-    os.replace(tmp, output_path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+    if batch:
+      flush()
   return tuple(counts)
 
 
