@@ -1,9 +1,10 @@
-"""The Beam pipelines against the single-machine commands (FnApiRunner, CPU).
+"""bio.beam.prepare_corpus against the single-machine bio.corpus.prepare
+(FnApiRunner, CPU).
 
-Skipped when apache_beam is not installed (`pip install .[beam]`).
+Skipped when apache_beam is not installed (`pip install .[beam]`). The
+inputs and both runs are fixtures of tests/bio/beam/conftest.py.
 """
 import collections
-import copy
 import gzip
 import io
 import json
@@ -21,38 +22,15 @@ beam = pytest.importorskip("apache_beam")
 # pylint: disable=wrong-import-position
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.localfilesystem import LocalFileSystem
-import tensorflow.compat.v1 as tf
 
-from albert import create_pretraining_data as cpd
-from bio.beam import common
-from bio.beam import create_pretraining_data as beam_cpd
 from bio.beam import prepare_corpus as beam_prepare_corpus
 from bio.corpus import prepare
 from bio.corpus import pubmed
 from bio.corpus import shards
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
-FIXTURES = os.path.join(ROOT, "tests", "fixtures", "jats")
 RUNNER = ["--runner=FnApiRunner"]
-
-
-def _settings(source, inputs, output_dir, **overrides):
-  """Settings both commands accept (bio.corpus.prepare's keys)."""
-  return prepare.default_settings(
-      source, inputs, output_dir, **dict(
-          dict(shard_docs=10, shard_bytes=0, unit_bytes=1 << 20,
-               progress_secs=600), **overrides))
-
-
-def _documents(output_dir, manifest):
-  """Every document of a corpus output, as a tuple of its sentences."""
-  docs = []
-  for shard in manifest["shards"]:
-    with open(os.path.join(output_dir, shard["file"]), encoding="utf-8") as f:
-      for block in f.read().split("\n\n"):
-        if block.strip():
-          docs.append(tuple(block.strip("\n").split("\n")))
-  return docs
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "jats")
 
 
 # ------------------------------------------------- PubMed update semantics ---
@@ -61,31 +39,8 @@ def _norm(text):
   return " ".join(text.split())
 
 
-def _revised(article, label):
-  article = copy.deepcopy(article)
-  title = article.find("MedlineCitation/Article/ArticleTitle")
-  title.text = "%s revision of: %s" % (label, "".join(title.itertext()))
-  for child in list(title):
-    title.remove(child)
-  return article
-
-
 def _pmid(article):
   return int(article.findtext("MedlineCitation/PMID"))
-
-
-def _deletion(*pmids):
-  elem = ET.Element("DeleteCitation")
-  for pmid in pmids:
-    ET.SubElement(elem, "PMID", Version="1").text = str(pmid)
-  return elem
-
-
-def _write_set(path, elements):
-  root = ET.Element("PubmedArticleSet")
-  root.extend(elements)
-  with gzip.open(path, "wb") as f:
-    f.write(ET.tostring(root, encoding="utf-8"))
 
 
 def _expected_documents(files):
@@ -116,55 +71,12 @@ def _expected_documents(files):
   return collections.Counter(texts)
 
 
-@pytest.fixture(scope="module")
-def pubmed_update_inputs(pubmed_dir, tmp_path_factory):
-  """The shared baseline cut and update file, plus a crafted later update
-  that revises, deletes, re-adds and duplicates some of their PMIDs."""
-  baseline = os.path.join(pubmed_dir, "pubmed26n1334.xml.gz")
-  update = os.path.join(pubmed_dir, "updates", "pubmed26n1335.xml.gz")
-  with gzip.open(baseline) as f:
-    # Records with an abstract, so that each revision is a document.
-    base = [e for e in ET.parse(f).getroot() if e.tag == "PubmedArticle" and
-            e.findtext("MedlineCitation/Article/Abstract/AbstractText")]
-  with gzip.open(update) as f:
-    upd = [e for e in ET.parse(f).getroot() if e.tag == "PubmedArticle"]
-  no_abstract = _revised(base[3], "Abstract-less")
-  article = no_abstract.find("MedlineCitation/Article")
-  article.remove(article.find("Abstract"))
-  crafted = [
-      _deletion(_pmid(upd[0]), _pmid(base[1])),  # deleted; re-added below
-      _revised(base[0], "First"),
-      _revised(base[1], "Re-added"),
-      _revised(base[2], "Early"),  # superseded again in this same file
-      no_abstract,                 # drops base[3], then has no abstract
-      _revised(base[2], "Late"),
-      _deletion(_pmid(upd[1]), 999999999),  # the latter was never there
-  ]
-  work = tmp_path_factory.mktemp("pubmed_updates")
-  later = str(work / "pubmed26n1336.xml.gz")
-  _write_set(later, crafted)
-  return [baseline, update, later]
-
-
-@pytest.fixture(scope="module")
-def corpus_runs(pubmed_update_inputs, tmp_path_factory):
-  work = tmp_path_factory.mktemp("corpus")
-  inputs = ",".join(pubmed_update_inputs)
-  single_dir = str(work / "single")
-  beam_dir = str(work / "beam")
-  single = prepare.run(_settings("pubmed", inputs, single_dir),
-                              report=lambda msg: None)
-  manifest, counters = beam_prepare_corpus.run(
-      _settings("pubmed", inputs, beam_dir), RUNNER)
-  return {"single": (single_dir, single), "beam": (beam_dir, manifest),
-          "counters": counters, "inputs": pubmed_update_inputs}
-
-
-def test_pubmed_beam_documents_equal_single_machine(corpus_runs):
+def test_pubmed_beam_documents_equal_single_machine(corpus_runs,
+                                                    corpus_documents):
   single_dir, single = corpus_runs["single"]
   beam_dir, manifest = corpus_runs["beam"]
-  beam_docs = _documents(beam_dir, manifest)
-  single_docs = _documents(single_dir, single)
+  beam_docs = corpus_documents(beam_dir, manifest)
+  single_docs = corpus_documents(single_dir, single)
   assert collections.Counter(beam_docs) == collections.Counter(single_docs)
   # Both equal an independent replay of the update semantics.
   assert collections.Counter(" ".join(d) for d in beam_docs) == (
@@ -184,7 +96,8 @@ def test_pubmed_beam_documents_equal_single_machine(corpus_runs):
     assert json.load(f) == manifest
 
 
-def test_pubmed_beam_counters_and_single_machine_resume(corpus_runs):
+def test_pubmed_beam_counters_and_single_machine_resume(corpus_runs,
+                                                       beam_settings):
   beam_dir, manifest = corpus_runs["beam"]
   counters = corpus_runs["counters"]
   totals = manifest["totals"]
@@ -196,8 +109,8 @@ def test_pubmed_beam_counters_and_single_machine_resume(corpus_runs):
   assert counters["indexed_deletions"] == 6 + 4
   # Part records are the single-machine ones: it takes every unit as done.
   messages = []
-  prepare.run(_settings("pubmed", ",".join(corpus_runs["inputs"]),
-                               beam_dir), report=messages.append)
+  prepare.run(beam_settings("pubmed", ",".join(corpus_runs["inputs"]),
+                            beam_dir), report=messages.append)
   assert "3 of 3 units already complete: skipped" in messages
   assert not [n for n in os.listdir(beam_dir) if "tmp" in n]
 
@@ -316,7 +229,8 @@ class _FakeObjectStore(LocalFileSystem):
       os.remove(self._local(path))
 
 
-def test_remote_inputs_and_output_dir(corpus_runs, tmp_path):
+def test_remote_inputs_and_output_dir(corpus_runs, tmp_path, beam_settings,
+                                      corpus_documents):
   _FakeObjectStore.ROOT = str(tmp_path / "store")
   os.makedirs(os.path.join(_FakeObjectStore.ROOT, "in"))
   for path in corpus_runs["inputs"]:
@@ -326,11 +240,12 @@ def test_remote_inputs_and_output_dir(corpus_runs, tmp_path):
                            os.path.basename(path)), "wb") as f:
       f.write(data)
   manifest, counters = beam_prepare_corpus.run(
-      _settings("pubmed", "fakegs://in/*.xml.gz", "fakegs://out"), RUNNER)
+      beam_settings("pubmed", "fakegs://in/*.xml.gz", "fakegs://out"),
+      RUNNER)
   local_dir, local = corpus_runs["beam"]
   out = os.path.join(_FakeObjectStore.ROOT, "out")
-  assert collections.Counter(_documents(out, manifest)) == (
-      collections.Counter(_documents(local_dir, local)))
+  assert collections.Counter(corpus_documents(out, manifest)) == (
+      collections.Counter(corpus_documents(local_dir, local)))
   assert manifest["totals"] == local["totals"]
   assert counters["documents"] == local["totals"]["documents"]
   assert manifest["units"][0]["inputs"] == ["fakegs://in/pubmed26n1334.xml.gz"]
@@ -341,15 +256,16 @@ def test_remote_inputs_and_output_dir(corpus_runs, tmp_path):
   assert len(os.listdir(os.path.join(out, shards.PARTS_DIR))) == 3
   # A re-run with fewer documents per shard leaves no stale shard behind.
   manifest, _ = beam_prepare_corpus.run(
-      _settings("pubmed", "fakegs://in/*.xml.gz", "fakegs://out",
-                shard_docs=1000), RUNNER)
+      beam_settings("pubmed", "fakegs://in/*.xml.gz", "fakegs://out",
+                    shard_docs=1000), RUNNER)
   assert sorted(n for n in os.listdir(out) if n.endswith(".txt")) == sorted(
       s["file"] for s in manifest["shards"])
 
 
 # ------------------------------------------------------------- bad input ---
 
-def test_unreadable_records_are_counted_and_the_pipeline_goes_on(tmp_path):
+def test_unreadable_records_are_counted_and_the_pipeline_goes_on(
+    tmp_path, beam_settings, corpus_documents):
   inputs = tmp_path / "in"
   inputs.mkdir()
   good = ["exclude_table.nxml", "full_article.nxml"]
@@ -363,10 +279,10 @@ def test_unreadable_records_are_counted_and_the_pipeline_goes_on(tmp_path):
   (inputs / "loose_broken.nxml").write_bytes(b"")
   out = str(tmp_path / "beam")
   manifest, counters = beam_prepare_corpus.run(
-      _settings("pmc", str(inputs), out), RUNNER)
-  single = prepare.run(_settings("pmc", str(inputs),
-                                        str(tmp_path / "single")),
-                              report=lambda msg: None)
+      beam_settings("pmc", str(inputs), out), RUNNER)
+  single = prepare.run(beam_settings("pmc", str(inputs),
+                                     str(tmp_path / "single")),
+                       report=lambda msg: None)
   errors = {(os.path.basename(e["file"]), e.get("member")): e["reason"]
             for e in manifest["errors"]}
   assert set(errors) == {("oa_package.tar.gz", "PMC/broken.nxml"),
@@ -376,111 +292,26 @@ def test_unreadable_records_are_counted_and_the_pipeline_goes_on(tmp_path):
   assert counters["skipped_bad_record"] == 2
   # The good articles of the package are there, as in the single run.
   assert manifest["totals"]["documents"] == 2 == counters["documents"]
-  assert collections.Counter(_documents(out, manifest)) == (
-      collections.Counter(_documents(str(tmp_path / "single"), single)))
+  assert collections.Counter(corpus_documents(out, manifest)) == (
+      collections.Counter(corpus_documents(str(tmp_path / "single"),
+                                           single)))
   assert manifest["errors"] == single["errors"]
 
 
 def test_damaged_pubmed_file_keeps_its_records_before_the_damage(
-    pubmed_dir, tmp_path):
+    pubmed_dir, tmp_path, beam_settings):
   with open(os.path.join(pubmed_dir, "pubmed26n1334.xml.gz"), "rb") as f:
     data = f.read()
   inputs = tmp_path / "in"
   inputs.mkdir()
   (inputs / "pubmed26n1334.xml.gz").write_bytes(data[:len(data) // 2])
   manifest, counters = beam_prepare_corpus.run(
-      _settings("pubmed", str(inputs), str(tmp_path / "beam")), RUNNER)
+      beam_settings("pubmed", str(inputs), str(tmp_path / "beam")),
+      RUNNER)
   assert counters["unreadable"] == 1 and counters["skipped_bad_file"] == 1
   assert 0 < manifest["totals"]["documents"] < 30
   assert len(manifest["plan_errors"]) == 1
   assert "truncated gzip" in manifest["plan_errors"][0]
-
-
-# ------------------------------------------------------ TFRecord builder ---
-
-@pytest.fixture(scope="module")
-def text_shards(corpus_runs, tmp_path_factory):
-  """Four corpus shards, and a fifth that is not UTF-8 at line 3."""
-  beam_dir, manifest = corpus_runs["beam"]
-  names = [s["file"] for s in manifest["shards"]][:4]
-  work = tmp_path_factory.mktemp("text_shards")
-  paths = []
-  for name in names:
-    with open(os.path.join(beam_dir, name), "rb") as f:
-      (work / name).write_bytes(f.read())
-    paths.append(str(work / name))
-  bad = work / "zz-bad.txt"
-  bad.write_bytes(b"A first sentence.\nAnother one.\nbroken \xff byte\n")
-  paths.append(str(bad))
-  return sorted(paths)
-
-
-_OPTIONS = cpd.DataOptions(max_seq_length=64, dupe_factor=2,
-                           max_predictions_per_seq=10)
-
-
-def _records(path):
-  return list(tf.io.tf_record_iterator(path))
-
-
-@pytest.fixture(scope="module")
-def tfrecord_runs(text_shards, spm_model_file, tmp_path_factory):
-  work = tmp_path_factory.mktemp("tfrecords")
-  args = {"vocab_file": None, "spm_model_file": spm_model_file}
-  single_out = cpd.sharded_output_files(text_shards, str(work / "single"))
-  single = cpd.run_sharded(text_shards, single_out, args, 7, _OPTIONS)
-  beam_out = cpd.sharded_output_files(text_shards, str(work / "beam"))
-  report, counters = beam_cpd.run(text_shards, beam_out, args, 7, _OPTIONS,
-                                  pipeline_args=RUNNER)
-  return {"single": (single_out, single), "beam": (beam_out, report),
-          "counters": counters, "args": args, "work": work}
-
-
-def test_beam_tfrecords_equal_single_machine_per_shard(tfrecord_runs):
-  single_out, single = tfrecord_runs["single"]
-  beam_out, report = tfrecord_runs["beam"]
-  assert [r["status"] for r in report] == ["written"] * 4 + ["failed"]
-  for i in range(4):
-    ours, theirs = _records(beam_out[i]), _records(single_out[i])
-    assert len(theirs) == single[i].num_instances > 0
-    assert sorted(ours) == sorted(theirs)
-    assert ours == theirs  # the same order too: one seeded writer per shard
-    assert report[i]["seed"] == cpd.shard_seed(7, i)
-  # Seeds differ between shards, so the same text would not repeat masks.
-  assert len({r["seed"] for r in report}) == 5
-
-
-def test_bad_shard_is_counted_and_reported_and_others_written(tfrecord_runs):
-  beam_out, report = tfrecord_runs["beam"]
-  counters = tfrecord_runs["counters"]
-  assert "zz-bad.txt:3: not valid UTF-8" in report[4]["error"]
-  assert not os.path.exists(beam_out[4])
-  assert counters["shards_failed"] == 1
-  assert counters["shards_written"] == 4
-  assert counters["instances"] == sum(len(_records(p)) for p in beam_out[:4])
-  with open(os.path.join(os.path.dirname(beam_out[0]),
-                         beam_cpd.REPORT_NAME), encoding="utf-8") as f:
-    assert json.load(f) == report
-  assert not [n for n in os.listdir(os.path.dirname(beam_out[0]))
-              if "tmp" in n]
-
-
-def test_rerun_skips_complete_outputs(tfrecord_runs, text_shards):
-  beam_out, _ = tfrecord_runs["beam"]
-  before = {p: os.stat(p).st_mtime_ns for p in beam_out[:4]}
-  report, counters = beam_cpd.run(text_shards, beam_out, tfrecord_runs["args"],
-                                  7, _OPTIONS, pipeline_args=RUNNER)
-  assert [r["status"] for r in report] == ["skipped"] * 4 + ["failed"]
-  assert counters["shards_skipped"] == 4
-  assert counters.get("instances", 0) == 0
-  assert {p: os.stat(p).st_mtime_ns for p in beam_out[:4]} == before
-
-
-def test_shard_jobs_reject_colliding_outputs():
-  with pytest.raises(cpd.InputError, match="would both write"):
-    beam_cpd.shard_jobs(["a/x.txt", "b/x.txt"], ["o/x.tfrecord"] * 2, 1)
-  with pytest.raises(cpd.InputError, match="one output file per input"):
-    beam_cpd.shard_jobs(["a.txt"], [], 1)
 
 
 # ------------------------------------------------------------------- CLI ---
@@ -491,23 +322,8 @@ def _cli(module, *args):
       capture_output=True, text=True, timeout=300, check=False)
 
 
-def test_cli_pipeline_options_pass_through_and_exit_status(
-    text_shards, spm_model_file, tmp_path):
-  # Beam options (--runner, --direct_num_workers) reach Beam; a failed shard
-  # gives exit status 1.
-  out = tmp_path / "tf"
-  proc = _cli("bio.beam.create_pretraining_data",
-              "--input_file=%s" % ",".join(text_shards[3:]),
-              "--output_dir=%s" % out, "--spm_model_file=" + spm_model_file,
-              "--max_seq_length=64", "--dupe_factor=1", "--runner",
-              "FnApiRunner", "--direct_num_workers=1")
-  assert proc.returncode == 1, proc.stderr[-3000:]
-  assert "FAILED shard 1: %s:3" % text_shards[4] in proc.stderr
-  assert "runner FnApiRunner" in proc.stderr
-  assert sorted(os.listdir(out)) == sorted(
-      [beam_cpd.REPORT_NAME, os.path.basename(
-          cpd.sharded_output_files(text_shards[3:4], str(out))[0])])
-  # The corpus command: --strict turns an unreadable input into status 3.
+def test_cli_strict_exit_status(tmp_path):
+  # --strict turns an unreadable input into status 3.
   inputs = tmp_path / "pmc"
   inputs.mkdir()
   (inputs / "broken.nxml").write_bytes(b"<article><body>")
@@ -521,6 +337,7 @@ def test_cli_pipeline_options_pass_through_and_exit_status(
   assert "1 documents" in proc.stderr
 
 
+
 def test_flags_are_validated_and_others_left_for_beam():
   from absl import app  # pylint: disable=g-import-not-at-top
   from absl import flags  # pylint: disable=g-import-not-at-top
@@ -532,8 +349,3 @@ def test_flags_are_validated_and_others_left_for_beam():
   assert rest == ["prog", "--runner=FnApiRunner", "--num_workers=7"]
   with pytest.raises(app.UsageError, match="must be >= 0"):
     beam_prepare_corpus.settings_from_flags(flag_values)
-  options = common.pipeline_options(rest[1:]).get_all_options()
-  assert options["runner"] == "FnApiRunner" and options["num_workers"] == 7
-  # Without --runner, the local default that never downloads anything.
-  assert common.pipeline_options([]).get_all_options()[
-      "runner"] == common.DEFAULT_RUNNER == "FnApiRunner"
