@@ -29,11 +29,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 
 from absl import logging
 
+from albert import file_utils
 from bio.ner import iob
 from bio.text import sentences as sentence_splitter
 from bio.text import word_tokenize
@@ -425,7 +425,8 @@ def convert_corpus(input_dir, output_dir, keep_classes=False,
         "unplaced": [_describe(e) + ": " + why for e, why in report.unplaced],
         "biobert_sentences": BIOBERT_SENTENCES.get(out_name),
     }
-  _write_json_atomic(os.path.join(output_dir, STAMP_FILE), stamp)
+  file_utils.atomic_write_json(os.path.join(output_dir, STAMP_FILE), stamp,
+                               indent=1)
   reports = collections.OrderedDict(
       (name, report) for name, (_, report) in results.items())
   logging.info("CHEMDNER converted into %s in %.1f s", output_dir,
@@ -441,19 +442,6 @@ def _describe(entity, clash=None):
   if clash is not None:
     text += " overlaps %d-%d %r" % (clash.start, clash.end, clash.text)
   return text
-
-
-def _write_json_atomic(path, obj):
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                             dir=os.path.dirname(os.path.abspath(path)))
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      json.dump(obj, f, indent=1, ensure_ascii=False)
-      f.write("\n")
-    iob.publish(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
 
 
 def is_current_conversion(output_dir):

@@ -18,9 +18,10 @@ Malformed input raises NerFormatError with "file:line: problem".
 import collections
 import os
 import re
-import tempfile
 
 from absl import logging
+
+from albert import file_utils
 
 
 Sentence = collections.namedtuple("Sentence", ["tokens", "labels"])
@@ -212,40 +213,18 @@ def read_iob_file(path, collapse_types=False):
   return parse_iob_file(path, collapse_types).sentences
 
 
-def publish(tmp, path):
-  """Renames a finished temporary file to `path` with normal permissions.
-
-  mkstemp creates files readable by their owner only; the result should
-  look like any file written with open().
-  """
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp, 0o666 & ~umask)
-  os.replace(tmp, path)
-
-
 def write_iob_file(path, sentences):
-  """Writes sentences as `token<TAB>label` lines, atomically.
-
-  The file appears complete or not at all: it is written under a temporary
-  name in the same directory and renamed.
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                             dir=directory)
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
-      for sentence in sentences:
-        for token, label in zip(sentence.tokens, sentence.labels):
-          if not token or any(c in token for c in "\t\n\r"):
-            raise ValueError("cannot write token %r" % token)
-          out.write("%s\t%s\n" % (token, label))
-        out.write("\n")
-    publish(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
+  """Writes sentences as `token<TAB>label` lines, atomically
+  (`albert.file_utils.atomic_file`): the file appears complete or not at
+  all."""
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with file_utils.atomic_file(path) as out:
+    for sentence in sentences:
+      for token, label in zip(sentence.tokens, sentence.labels):
+        if not token or any(c in token for c in "\t\n\r"):
+          raise ValueError("cannot write token %r" % token)
+        out.write("%s\t%s\n" % (token, label))
+      out.write("\n")
 
 
 def count_mentions(sentences):
