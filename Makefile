@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,beam]'
+	$(PY) -m pip install --quiet -e '.[test,beam,hf]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -34,5 +34,8 @@ setup(
     extras_require={
         "test": ["pytest"],
         "beam": ["apache-beam[tfrecord]==2.77.0"],
+        # Hugging Face interoperability (albert.export_hf/import_hf): writing
+        # needs safetensors only; the tests load the exports with torch.
+        "hf": ["torch==2.13.0", "transformers==4.57.6", "safetensors==0.8.0"],
     },
 )

@@ -19,6 +19,8 @@ COMMANDS = {
     "bioalbert-chemdner": "bio.ner.chemdner",
     "bioalbert-export-ner": "bio.serving.export",
     "bioalbert-export-encoder": "albert.export_to_tfhub",
+    "bioalbert-export-hf": "bio.serving.export_hf",
+    "bioalbert-import-hf": "albert.import_hf",
     "bioalbert-tag": "bio.serving.tag",
     "bioalbert-beam-prepare-corpus": "bio.beam.prepare_corpus",
     "bioalbert-beam-create-pretraining-data":
