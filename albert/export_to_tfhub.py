@@ -3,11 +3,21 @@ r"""Exports an ALBERT checkpoint as a TF2-loadable SavedModel (feature extractor
 Upstream exported a TF1 Hub module (`hub.create_module_spec`), a format TF2
 can no longer build. This writes a SavedModel instead, with the same
 signature names: `tokens` (sequence_output, pooled_output), also the serving
-default, and `tokenization_info`. Load it with `tf.saved_model.load(path).signatures["tokens"]`.
+default, and `tokenization_info`; when the checkpoint has run_pretraining's
+cls/ heads, also `mlm` (+ mlm_positions -> mlm_logits) and `sop`
+(-> sop_log_probs). Load it with
+`tf.saved_model.load(path).signatures["tokens"]`.
+
+Unlike upstream: --export_path may be gs:// (written locally, then copied);
+an existing non-empty directory is refused, and a previous export (a
+directory with saved_model.pb) is replaced only with --overwrite; the
+SentencePiece model is recorded in assets/spm_record.json. Bad input gives
+one `export_to_tfhub: error:` line and exit status 1.
 """
+import contextlib
 import os
 import shutil
-import tempfile
+import sys
 
 from absl import app
 from absl import flags
@@ -16,26 +26,77 @@ import tensorflow.compat.v1 as tf
 
 from albert import file_utils
 from albert import modeling
+from albert import run_pretraining
+from albert import vocab_record
 
 FLAGS = flags.FLAGS
 
 
-def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
-                              assets=(), init_op=None):
-  """Restores the current default graph's variables and writes a SavedModel.
+class ExportDirError(ValueError):
+  """An --export_dir that must not be written (reported without a trace)."""
 
-  Args:
-    export_dir: final directory; written under a temporary name and renamed,
-      so a failed export leaves nothing behind.
-    checkpoint_path: checkpoint prefix holding every global variable of the
-      graph (extra variables in the checkpoint are ignored).
-    signatures: dict name -> (inputs dict, outputs dict) of tensors.
-    assets: asset file-path tensors (tf.constant of a path) to copy along.
-    init_op: op run when the SavedModel is loaded (e.g. table init).
+
+SAVED_MODEL_FILE = "saved_model.pb"
+
+
+def check_export_dir(export_dir, overwrite=False):
+  """Whether `export_dir` holds a previous export that will be replaced.
+
+  A missing or empty directory is written; a previous export (a directory
+  with saved_model.pb) only with `overwrite`; anything else never, since it
+  may be a training run or the user's own files.
   """
-  graph = tf.get_default_graph()
-  reader = tf.train.load_checkpoint(checkpoint_path)
-  shapes = reader.get_variable_to_shape_map()
+  if not export_dir:
+    raise ExportDirError("--export_dir is empty")
+  if not tf.io.gfile.exists(export_dir):
+    return False
+  if not tf.io.gfile.isdir(export_dir):
+    raise ExportDirError("--export_dir %s exists and is not a directory"
+                         % export_dir)
+  if not tf.io.gfile.listdir(export_dir):
+    return False
+  is_export = tf.io.gfile.exists(os.path.join(export_dir, SAVED_MODEL_FILE))
+  if not is_export:
+    raise ExportDirError(
+        "--export_dir %s is not empty and holds no SavedModel (no %s): "
+        "choose a new directory; nothing was written" % (export_dir,
+                                                         SAVED_MODEL_FILE))
+  if not overwrite:
+    raise ExportDirError(
+        "--export_dir %s holds a previous export: pass --overwrite to "
+        "replace it, or choose a new directory" % export_dir)
+  return True
+
+
+@contextlib.contextmanager
+def _replacing(export_dir, previous):
+  """Moves a previous export aside while the new one is written; deletes it
+  on success, puts it back on failure. Object stores cannot rename a
+  directory: there the previous export is deleted first."""
+  if not previous:
+    if tf.io.gfile.exists(export_dir):
+      tf.io.gfile.remove(export_dir)  # empty: atomic_dir wants none
+    yield
+    return
+  if not file_utils.is_local(export_dir):
+    tf.io.gfile.rmtree(export_dir)
+    yield
+    return
+  aside = file_utils.temp_path(os.path.abspath(export_dir))
+  os.rename(export_dir, aside)
+  try:
+    yield
+  except BaseException:
+    if not os.path.exists(export_dir):
+      os.rename(aside, export_dir)
+    raise
+  shutil.rmtree(aside)
+
+
+def check_checkpoint_variables(checkpoint_path):
+  """Raises ValueError unless the checkpoint has every global variable of
+  the default graph, with its shape (extra ones are ignored)."""
+  shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
   for var in tf.global_variables():
     name = var.op.name
     if name not in shapes:
@@ -44,46 +105,99 @@ def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
     if list(shapes[name]) != var.shape.as_list():
       raise ValueError("Variable %s: checkpoint shape %s, model shape %s" %
                        (name, shapes[name], var.shape.as_list()))
-  for asset in assets:
-    graph.add_to_collection(tf.GraphKeys.ASSET_FILEPATHS, asset)
+
+
+def _signature_defs(signatures):
   info = tf.saved_model.utils.build_tensor_info
   # build_signature_def, not predict_signature_def: the latter refuses a
   # signature without inputs (tokenization_info).
-  signature_defs = {
+  return {
       name: tf.saved_model.signature_def_utils.build_signature_def(
           inputs={k: info(v) for k, v in ins.items()},
           outputs={k: info(v) for k, v in outs.items()},
           method_name=tf.saved_model.signature_constants.PREDICT_METHOD_NAME)
       for name, (ins, outs) in signatures.items()
   }
-  parent = os.path.dirname(os.path.abspath(export_dir))
-  tf.io.gfile.makedirs(parent)
-  tmp_dir = tempfile.mkdtemp(prefix=".export-", dir=parent)
-  os.rmdir(tmp_dir)  # the builder insists on creating it
-  try:
-    with tf.Session(graph=graph) as sess:
-      tf.train.Saver(tf.global_variables()).restore(sess, checkpoint_path)
-      builder = tf.saved_model.Builder(tmp_dir)
-      builder.add_meta_graph_and_variables(
-          sess, [tf.saved_model.tag_constants.SERVING],
-          signature_def_map=signature_defs,
-          assets_collection=graph.get_collection(
-              tf.GraphKeys.ASSET_FILEPATHS),
-          main_op=init_op, strip_default_attrs=True)
-      builder.save()
-    if tf.io.gfile.exists(export_dir):
-      shutil.rmtree(export_dir)
-    os.replace(tmp_dir, export_dir)
-  finally:
-    if os.path.exists(tmp_dir):
-      shutil.rmtree(tmp_dir)
+
+
+def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
+                              assets=(), init_op=None, overwrite=False,
+                              spm_model_file=None):
+  """Restores the current default graph's variables and writes a SavedModel.
+
+  Args:
+    export_dir: final directory, on any tf.io.gfile filesystem (gs://...).
+      Written in a local temporary directory, then renamed or copied into
+      place (file_utils.atomic_dir): a failed export leaves nothing behind.
+      See check_export_dir for what may already be there.
+    checkpoint_path: checkpoint prefix holding every global variable of the
+      graph (extra variables in the checkpoint are ignored).
+    signatures: dict name -> (inputs dict, outputs dict) of tensors.
+    assets: asset file-path tensors (tf.constant of a path) to copy along.
+    init_op: op run when the SavedModel is loaded (e.g. table init).
+    overwrite: replace a previous export at `export_dir`.
+    spm_model_file: recorded in assets/spm_record.json (albert.vocab_record)
+      when given.
+  Raises:
+    ExportDirError: `export_dir` may not be written.
+  """
+  previous = check_export_dir(export_dir, overwrite)
+  graph = tf.get_default_graph()
+  check_checkpoint_variables(checkpoint_path)
+  for asset in assets:
+    graph.add_to_collection(tf.GraphKeys.ASSET_FILEPATHS, asset)
+  with _replacing(export_dir, previous):
+    with file_utils.atomic_dir(export_dir) as tmp_dir:
+      with tf.Session(graph=graph) as sess:
+        tf.train.Saver(tf.global_variables()).restore(sess, checkpoint_path)
+        builder = tf.saved_model.Builder(tmp_dir)
+        builder.add_meta_graph_and_variables(
+            sess, [tf.saved_model.tag_constants.SERVING],
+            signature_def_map=_signature_defs(signatures),
+            assets_collection=graph.get_collection(
+                tf.GraphKeys.ASSET_FILEPATHS),
+            main_op=init_op, strip_default_attrs=True)
+        builder.save()
+      if spm_model_file:
+        vocab_record.write(os.path.join(tmp_dir, "assets"), spm_model_file)
   logging.info("SavedModel written to %s (signatures: %s)", export_dir,
                ", ".join(sorted(signatures)))
   return export_dir
 
 
-def build_encoder_signatures(albert_config, use_einsum=True):
-  """Placeholders → AlbertModel in inference mode; returns the signatures."""
+def has_pretraining_heads(checkpoint_path):
+  """Whether the checkpoint has run_pretraining's cls/ (MLM, SOP) heads."""
+  names = tf.train.load_checkpoint(
+      checkpoint_path).get_variable_to_shape_map()
+  return all(n in names for n in ("cls/predictions/output_bias",
+                                  "cls/seq_relationship/output_weights"))
+
+
+def _head_signatures(albert_config, model, inputs):
+  """Upstream's `mlm` and `sop` signatures, built by run_pretraining's own
+  heads (same variables, same maths)."""
+  mlm_positions = tf.placeholder(tf.int32, [None, None], "mlm_positions")
+  zeros = tf.zeros_like(mlm_positions)
+  _, _, mlm_log_probs = run_pretraining.get_masked_lm_output(
+      albert_config, model.get_sequence_output(), model.get_embedding_table(),
+      mlm_positions, zeros, tf.cast(zeros, tf.float32))
+  # Upstream returns logits: the input of the head's log_softmax.
+  mlm_logits = mlm_log_probs.op.inputs[0]
+  _, _, sop_log_probs = run_pretraining.get_sentence_order_output(
+      albert_config, model.get_pooled_output(),
+      tf.zeros_like(inputs["input_ids"][:, 0]))
+  encoder = dict(sequence_output=model.get_sequence_output(),
+                 pooled_output=model.get_pooled_output())
+  return {
+      "mlm": (dict(inputs, mlm_positions=mlm_positions),
+              dict(encoder, mlm_logits=mlm_logits)),
+      "sop": (dict(inputs), dict(encoder, sop_log_probs=sop_log_probs)),
+  }
+
+
+def build_encoder_signatures(albert_config, use_einsum=True, heads=False):
+  """Placeholders → AlbertModel in inference mode; returns the signatures
+  (with `heads`, also `mlm` and `sop`)."""
   input_ids = tf.placeholder(tf.int32, [None, None], "input_ids")
   input_mask = tf.placeholder(tf.int32, [None, None], "input_mask")
   segment_ids = tf.placeholder(tf.int32, [None, None], "segment_ids")
@@ -98,17 +212,26 @@ def build_encoder_signatures(albert_config, use_einsum=True):
   signatures = {"tokens": (inputs, outputs),
                 tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
                     (inputs, outputs)}
+  if heads:
+    signatures.update(_head_signatures(albert_config, model, inputs))
   return signatures
 
 
 def export_encoder(albert_config_file, checkpoint, export_path,
-                   spm_model_file=None, do_lower_case=True, use_einsum=True):
+                   spm_model_file=None, do_lower_case=True, use_einsum=True,
+                   overwrite=False):
   """Writes the encoder SavedModel; returns its path."""
+  for what, path in (("--albert_config_file", albert_config_file),
+                     ("--spm_model_file", spm_model_file)):
+    if path and not tf.io.gfile.exists(path):
+      raise FileNotFoundError("%s %s: no such file" % (what, path))
   albert_config = modeling.AlbertConfig.from_json_file(albert_config_file)
   checkpoint_path = file_utils.resolve_checkpoint(
       checkpoint, "--checkpoint_name", FileNotFoundError)
+  check_export_dir(export_path, overwrite)  # before the slow graph build
   with tf.Graph().as_default():
-    signatures = build_encoder_signatures(albert_config, use_einsum)
+    signatures = build_encoder_signatures(
+        albert_config, use_einsum, has_pretraining_heads(checkpoint_path))
     assets = [tf.constant(albert_config_file, name="config_file")]
     info = {"do_lower_case": tf.constant(do_lower_case)}
     if spm_model_file:
@@ -117,7 +240,8 @@ def export_encoder(albert_config_file, checkpoint, export_path,
       info["vocab_file"] = vocab_model
     signatures["tokenization_info"] = ({}, info)
     return save_graph_as_saved_model(export_path, checkpoint_path, signatures,
-                                     assets=assets)
+                                     assets=assets, overwrite=overwrite,
+                                     spm_model_file=spm_model_file)
 
 
 def define_flags():
@@ -141,7 +265,11 @@ def define_flags():
       "use_einsum", True,
       "Whether to use tf.einsum or tf.reshape+tf.matmul for dense layers. Must "
       "be set to False for TFLite compatibility.")
-  flags.DEFINE_string("export_path", None, "Directory of the SavedModel.")
+  flags.DEFINE_string("export_path", None, "Directory of the SavedModel "
+                      "(any tf.io.gfile path, e.g. gs://).")
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace a previous export at --export_path (only a "
+                    "directory holding saved_model.pb is ever replaced).")
 
 
 def main(_):
@@ -155,9 +283,14 @@ def main(_):
   checkpoint = FLAGS.checkpoint_name
   if directory and not os.path.isabs(checkpoint):
     checkpoint = os.path.join(directory, checkpoint)
-  export_encoder(config_file, checkpoint, FLAGS.export_path,
-                 spm_model_file=spm_file, do_lower_case=FLAGS.do_lower_case,
-                 use_einsum=FLAGS.use_einsum)
+  try:
+    export_encoder(config_file, checkpoint, FLAGS.export_path,
+                   spm_model_file=spm_file, do_lower_case=FLAGS.do_lower_case,
+                   use_einsum=FLAGS.use_einsum, overwrite=FLAGS.overwrite)
+  except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
+    sys.stderr.write("export_to_tfhub: error: %s\n" % getattr(e, "message",
+                                                              e))
+    sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,14 @@ Signatures (standard `predict` signature defs, so TensorFlow Serving and
 
 The SentencePiece model is embedded in the graph (tensorflow_text needs its
 bytes as an op attribute) and also shipped under assets/; the label list is
-in assets/label_map.json. Loading needs only tensorflow and
+in assets/label_map.json, and assets/spm_record.json records the model's
+path and SHA-256 (albert.vocab_record). Loading needs only tensorflow and
 tensorflow_text.
+
+--export_dir may be gs://; an existing non-empty directory is refused (it
+may be the training run) and a previous export is replaced only with
+--overwrite (albert.export_to_tfhub.check_export_dir). The SentencePiece
+model is checked against the one recorded with the checkpoint.
 """
 import json
 import os
@@ -36,6 +42,7 @@ import tensorflow_text as tf_text
 from albert import export_to_tfhub
 from albert import file_utils
 from albert import modeling
+from albert import vocab_record
 from bio.ner import model as ner_model
 from bio.ner import run_dir
 
@@ -71,8 +78,11 @@ def _label_codes(label_list):
 
 def split_words(text):
   """Words of each text with code-point offsets, all as ragged [B, W]."""
+  # regex_split stops at a NUL; as a one-byte space it separates like the
+  # other control characters, and every byte offset stays the same.
+  spaced = tf.strings.regex_replace(text, r"\x00", " ")
   words, byte_starts, byte_ends = tf_text.regex_split_with_offsets(
-      text, DELIM_PATTERN, KEEP_PATTERN)
+      spaced, DELIM_PATTERN, KEEP_PATTERN)
   _, char_bytes = tf.strings.unicode_decode_with_offsets(text, "UTF-8")
   big = tf.int64.max
   char_bytes = tf.cast(char_bytes, tf.int64).to_tensor(default_value=big)
@@ -276,8 +286,9 @@ def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
 
 def export_ner(model_dir, export_dir, albert_config_file=None,
                spm_model_file=None, do_lower_case=None, max_seq_length=None,
-               checkpoint=None):
+               checkpoint=None, overwrite=False):
   """Writes the NER SavedModel for the checkpoint selected in `model_dir`."""
+  export_to_tfhub.check_export_dir(export_dir, overwrite)
   if not tf.io.gfile.isdir(model_dir):
     raise ExportError("--model_dir %s does not exist" % model_dir)
   label_list = run_dir.read_label_list(model_dir)
@@ -305,6 +316,7 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                       "--do_train/--do_eval first)" % model_dir)
   checkpoint = file_utils.resolve_checkpoint(checkpoint, "--checkpoint",
                                              ExportError)
+  vocab_record.check(checkpoint, spm_model_file, ExportError, "--checkpoint")
 
   albert_config = modeling.AlbertConfig.from_json_file(albert_config_file)
   with tf.io.gfile.GFile(spm_model_file, "rb") as f:
@@ -328,7 +340,8 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                 tf.constant(label_asset, name="label_map")]
       export_to_tfhub.save_graph_as_saved_model(
           export_dir, checkpoint, signatures, assets=assets,
-          init_op=tf.tables_initializer())
+          init_op=tf.tables_initializer(), overwrite=overwrite,
+          spm_model_file=spm_model_file)
   finally:
     shutil.rmtree(asset_dir, ignore_errors=True)
   logging.info("Exported %s (labels %s) to %s", checkpoint, label_list,
@@ -341,7 +354,11 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_string("model_dir", None, "run_ner.py's --output_dir.")
-  flags.DEFINE_string("export_dir", None, "Where to write the SavedModel.")
+  flags.DEFINE_string("export_dir", None, "Where to write the SavedModel "
+                      "(any tf.io.gfile path, e.g. gs://).")
+  flags.DEFINE_bool("overwrite", False,
+                    "Replace a previous export at --export_dir (only a "
+                    "directory holding saved_model.pb is ever replaced).")
   flags.DEFINE_string("checkpoint", None,
                       "Checkpoint to export instead of the selected one.")
   flags.DEFINE_string("albert_config_file", None,
@@ -358,7 +375,7 @@ def main(_):
                albert_config_file=FLAGS.albert_config_file,
                spm_model_file=FLAGS.spm_model_file,
                max_seq_length=FLAGS.max_seq_length,
-               checkpoint=FLAGS.checkpoint)
+               checkpoint=FLAGS.checkpoint, overwrite=FLAGS.overwrite)
   except (ExportError, FileNotFoundError, ValueError) as e:
     sys.stderr.write("export_ner: error: %s\n" % e)
     sys.exit(1)

@@ -309,3 +309,60 @@ def test_tag_bad_and_empty_input(ner_export, tmp_path):
   proc = _tag_cli("--saved_model=%s" % (tmp_path / "missing"),
                   "--input=%s" % empty, "--output=%s" % out)
   assert proc.returncode != 0 and "does not exist" in proc.stderr
+
+
+# ------------------------------------------------- export dir (issue 11) ---
+
+def test_export_never_deletes_what_is_not_an_export(ner_run_dir, tmp_path,
+                                                    monkeypatch):
+  before = sorted(os.listdir(ner_run_dir))
+  with pytest.raises(export_to_tfhub.ExportDirError, match="no SavedModel"):
+    export.export_ner(ner_run_dir, ner_run_dir, overwrite=True)
+  assert sorted(os.listdir(ner_run_dir)) == before
+  (tmp_path / "mine.txt").write_text("user data")
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(export_to_tfhub.ExportDirError, match="not empty"):
+    export.export_ner(ner_run_dir, ".", overwrite=True)
+  assert os.listdir(tmp_path) == ["mine.txt"]
+
+
+def test_previous_export_replaced_only_with_overwrite(ner_run_dir,
+                                                      spm_model_file,
+                                                      tmp_path):
+  out = str(tmp_path / "ner")
+  export.export_ner(ner_run_dir, out)
+  (tmp_path / "ner" / "stale.txt").write_text("from the old export")
+  with pytest.raises(export_to_tfhub.ExportDirError, match="--overwrite"):
+    export.export_ner(ner_run_dir, out)
+  assert (tmp_path / "ner" / "stale.txt").exists()
+  export.export_ner(ner_run_dir, out, overwrite=True)
+  assert not (tmp_path / "ner" / "stale.txt").exists()
+  assert sorted(os.listdir(tmp_path)) == ["ner"]
+  with open(os.path.join(out, "assets", "spm_record.json")) as f:
+    record = json.load(f)
+  from albert import vocab_record
+  assert record["sha256"] == vocab_record.sha256_file(spm_model_file)
+
+
+def test_export_to_a_non_local_filesystem(ner_run_dir, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  export.export_ner(ner_run_dir, "ram://exports/ner")
+  assert tf.io.gfile.exists("ram://exports/ner/saved_model.pb")
+  assert tf.io.gfile.exists("ram://exports/ner/assets/label_map.json")
+  assert os.listdir(tmp_path) == []  # no local folder named `ram:`
+
+
+def test_nul_and_control_characters_are_whitespace(ner_export, ncbi_texts,
+                                                   serve_texts):
+  text = ncbi_texts[0] + " " + ncbi_texts[1]
+  cut = len(ncbi_texts[0])
+  texts = [text, text[:cut] + "\x00" + text[cut + 1:],
+           text[:cut] + "\x07" + text[cut + 1:]]
+  served = serve_texts(ner_export, texts)["entities"]
+  after = [e for e in served[0] if e[0] > cut]
+  assert after, "the check needs entities after the NUL"
+  want = [(s, e, t) for s, e, t, _, _ in served[0]]
+  for got in served[1:]:
+    assert [(s, e, t) for s, e, t, _, _ in got] == want
+    for s, e, _, _, surface in got:
+      assert surface == text[s:e]
