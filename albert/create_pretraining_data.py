@@ -109,10 +109,11 @@ DataOptions = collections.namedtuple(
     defaults=[512, 5, 0.1, 0.15, 20, True, True, False, True, False, 3])
 
 
-# Below these, instances lose their masks: short sequences cut words into
-# pieces that whole-word masking cannot fit into max(1, round(0.15 * length))
-# predictions (on CHEMDNER text: 53% of instances unmasked at 5, 2% at 16,
-# none from 24 on).
+# Below these, many instances lose their masks: short sequences cut words
+# into pieces that whole-word masking cannot fit into max(1, round(0.15 *
+# length)) predictions (CHEMDNER text, the golden 30k model: 53% of
+# instances unmasked at 5, 2% at 16, none at 24). A floor, not a guarantee:
+# a small SentencePiece model splits words further.
 MIN_MAX_SEQ_LENGTH = 24
 MIN_MAX_PREDICTIONS_PER_SEQ = 1
 

@@ -515,3 +515,18 @@ def test_script(corpus, single_output, sharded_dirs, tmp_path):
   assert (_file_bytes(os.path.join(work, "mixed_out", "a.tfrecord")) ==
           _file_bytes(os.path.join(corpus.dir, "sharded-1",
                                    "shard-0.tfrecord")))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("max_seq_length", 5, "--max_seq_length must be at least 24"),
+    ("max_predictions_per_seq", 0,
+     "--max_predictions_per_seq must be at least 1"),
+    ("masked_lm_prob", 0.0, "--masked_lm_prob must be in (0, 1]"),
+])
+def test_validate_options_rejects_settings_without_masks(field, value,
+                                                         message):
+  cpd.validate_options(OPTIONS)
+  with pytest.raises(ValueError) as e:
+    cpd.validate_options(OPTIONS._replace(**{field: value}))
+  assert message in str(e.value) and ("got %s" % value) in str(e.value)
+

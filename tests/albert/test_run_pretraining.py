@@ -9,6 +9,8 @@ import json
 import math
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -691,3 +693,125 @@ def test_init_checkpoint_restores_encoder_and_heads(script_runs):
   for name in sorted(logged):
     np.testing.assert_array_equal(after.get_tensor(name),
                                   before.get_tensor(name), err_msg=name)
+
+
+# ---------------------------------------------------------------------------
+# Hardening (issue 11): each bad case stops before training with one line.
+
+
+def _other_config_checkpoint(directory, config):
+  """A checkpoint of the tiny model with embedding_size + 8, saved as a
+  training run would (model.ckpt-1 plus the `checkpoint` file)."""
+  other = modeling.AlbertConfig.from_dict(
+      dict(config.to_dict(), embedding_size=config.embedding_size + 8))
+  with tf.Graph().as_default():
+    ids = tf.zeros([1, 8], tf.int32)
+    modeling.AlbertModel(config=other, is_training=False, input_ids=ids)
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      tf.train.Saver().save(sess, os.path.join(directory, "model.ckpt"),
+                            global_step=1)
+  return other
+
+
+def _dead_pid():
+  proc = subprocess.Popen([sys.executable, "-c", "pass"])
+  proc.wait()
+  return proc.pid
+
+
+def test_script_hardening_errors_and_stale_lock(tmp_path, config):
+  data = str(tmp_path / "data.tfrecord")
+  records = _write_synthetic(data, 40)
+  with open(data, "rb") as f:
+    raw = f.read()
+  truncated = str(tmp_path / "truncated.tfrecord")
+  with open(truncated, "wb") as f:
+    f.write(raw[:len(raw) - 100])
+  big_ids = str(tmp_path / "big_ids.tfrecord")
+  with tf.io.TFRecordWriter(big_ids) as writer:
+    for i, features in enumerate(records):
+      features = dict(features)
+      if i == 30:
+        features["input_ids"] = [config.vocab_size + 7] + features[
+            "input_ids"][1:]
+      writer.write(_to_example(features).SerializeToString())
+  dirs = {name: tmp_path / name for name in ("locked", "shapes", "stale")}
+  for directory in dirs.values():
+    directory.mkdir()
+  # A live process (this one) holds "locked"; a dead one held "stale".
+  host = socket.gethostname()
+  (dirs["locked"] / ".lock").write_text("%s %d\n" % (host, os.getpid()))
+  (dirs["stale"] / ".lock").write_text("%s %d\n" % (host, _dead_pid()))
+  other = _other_config_checkpoint(str(dirs["shapes"]), config)
+
+  script = [sys.executable, SCRIPT, "--albert_config_file=" + TINY_CONFIG,
+            "--max_seq_length=%d" % SEQ_LEN, "--num_warmup_steps=0",
+            "--max_predictions_per_seq=%d" % MAX_PRED, "--num_train_steps=1",
+            "--train_batch_size=4", "--iterations_per_loop=1"]
+  cases = {
+      "locked": (data, "is in use by another run (pid %d" % os.getpid()),
+      "truncated": (truncated, "%s: truncated or corrupt TFRecord file"
+                    % truncated),
+      "big_ids": (big_ids, "%s: token id %d in input_ids is >= vocab_size %d"
+                  % (big_ids, config.vocab_size + 7, config.vocab_size)),
+      # The first mismatch in name order (LayerNorm spans embedding_size).
+      "shapes": (data, "bert/embeddings/LayerNorm/beta has shape [%d] there "
+                 "but [%d]" % (other.embedding_size, config.embedding_size)),
+      "stale": (data, "taking over the stale lock %s" % (
+          dirs["stale"] / ".lock")),
+  }
+  procs = {}
+  for name, (input_file, _) in cases.items():
+    out = dirs.get(name, tmp_path / ("out_" + name))
+    procs[name] = subprocess.Popen(
+        script + ["--input_file=" + input_file, "--output_dir=%s" % out],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+  for name, proc in procs.items():
+    log, _ = proc.communicate(timeout=300)
+    assert cases[name][1] in log, (name, log[-3000:])
+    assert "Traceback" not in log, (name, log[-3000:])
+    if name == "stale":
+      assert proc.returncode == 0, log[-3000:]
+      assert os.path.exists(str(dirs["stale"] / "model.ckpt-1.index"))
+      assert not os.path.exists(str(dirs["stale"] / ".lock"))
+      continue
+    assert proc.returncode != 0, (name, log[-3000:])
+    assert len(re.findall(r"run_pretraining.py: error: ", log)) == 1, log
+  # Nothing written: no new output directory, the others as they were.
+  for name in ("truncated", "big_ids"):
+    assert not os.path.exists(str(tmp_path / ("out_" + name)))
+  assert os.listdir(str(dirs["locked"])) == [".lock"]
+  assert sorted(os.listdir(str(dirs["shapes"]))) == [
+      "checkpoint", "model.ckpt-1.data-00000-of-00001", "model.ckpt-1.index",
+      "model.ckpt-1.meta"]
+
+
+def test_eval_only_evaluates_what_exists_and_stops(tmp_path, script_runs,
+                                                   pretraining_records):
+  """--do_eval --nodo_train with the default num_train_steps (125000):
+  upstream waits forever for checkpoints no run will write."""
+  out = str(tmp_path / "out")
+  shutil.copytree(script_runs["out"], out)
+  os.remove(os.path.join(out, "eval_results.txt"))
+  empty = str(tmp_path / "empty")
+  os.mkdir(empty)
+  common = ["--albert_config_file=" + TINY_CONFIG,
+            "--input_file=" + pretraining_records,
+            "--max_seq_length=%d" % SEQ_LEN,
+            "--max_predictions_per_seq=%d" % MAX_PRED, "--eval_batch_size=16",
+            "--max_eval_steps=2", "--do_eval", "--nodo_train"]
+  procs = [subprocess.Popen(
+      [sys.executable, SCRIPT] + common + ["--output_dir=" + d], cwd=ROOT,
+      env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for d in (out, empty)]
+  # A hang is the bug: the guard only keeps a failing run from blocking.
+  logs = [p.communicate(timeout=240)[0] for p in procs]
+  assert procs[0].returncode == 0, logs[0][-3000:]
+  results = _read_eval_results(os.path.join(out, "eval_results.txt"))
+  assert results["global_step"] == 60
+  assert procs[1].returncode != 0, logs[1][-3000:]
+  assert ("--output_dir %s holds no checkpoint to evaluate" % empty) in logs[1]
+  assert "Traceback" not in logs[1]
+  assert os.listdir(empty) == []
