@@ -366,3 +366,44 @@ def test_nul_and_control_characters_are_whitespace(ner_export, ncbi_texts,
     assert [(s, e, t) for s, e, t, _, _ in got] == want
     for s, e, _, _, surface in got:
       assert surface == text[s:e]
+
+
+def test_encoder_export_mlm_and_sop_signatures(tmp_path, run_python):
+  from albert import run_pretraining
+  config = modeling.AlbertConfig.from_json_file(TINY)
+  rng = np.random.RandomState(5)
+  ids = rng.randint(5, config.vocab_size, size=(2, 10)).astype(np.int32)
+  mask = np.ones_like(ids)
+  segments = np.zeros_like(ids)
+  positions = np.array([[1, 4, 7], [0, 2, 9]], np.int32)
+  with tf.Graph().as_default():
+    model = modeling.AlbertModel(config, False, tf.constant(ids),
+                                 tf.constant(mask), tf.constant(segments))
+    pos = tf.constant(positions)
+    _, _, mlm = run_pretraining.get_masked_lm_output(
+        config, model.get_sequence_output(), model.get_embedding_table(),
+        pos, tf.zeros_like(pos), tf.zeros_like(pos, tf.float32))
+    _, _, sop = run_pretraining.get_sentence_order_output(
+        config, model.get_pooled_output(), tf.zeros([2], tf.int32))
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      want_mlm, want_sop = sess.run([mlm, sop])
+      ckpt = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+  export_dir = str(tmp_path / "encoder")
+  export_to_tfhub.export_encoder(TINY, ckpt, export_dir)
+  code = r"""
+import json
+import tensorflow as tf
+sigs = tf.saved_model.load(%r).signatures
+args = dict(input_ids=tf.constant(%s, tf.int32),
+            input_mask=tf.constant(%s, tf.int32),
+            segment_ids=tf.constant(%s, tf.int32))
+mlm = sigs["mlm"](mlm_positions=tf.constant(%s, tf.int32), **args)
+sop = sigs["sop"](**args)
+print(json.dumps({"mlm": tf.nn.log_softmax(mlm["mlm_logits"]).numpy().tolist(),
+                  "sop": sop["sop_log_probs"].numpy().tolist()}))
+""" % (export_dir, ids.tolist(), mask.tolist(), segments.tolist(),
+       positions.tolist())
+  got = run_python(code)
+  np.testing.assert_allclose(got["mlm"], want_mlm, atol=1e-4)
+  np.testing.assert_allclose(got["sop"], want_sop, atol=1e-5)
