@@ -1,0 +1,125 @@
+"""Tests for albert/file_utils.py."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import tensorflow.compat.v1 as tf
+
+from albert import file_utils
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def test_atomic_file_keeps_old_target_and_no_temp_on_error(tmp_path):
+  target = tmp_path / "out.txt"
+  target.write_text("old")
+  with pytest.raises(RuntimeError):
+    with file_utils.atomic_file(str(target)) as f:
+      f.write("half")
+      raise RuntimeError("boom")
+  assert target.read_text() == "old"
+  assert os.listdir(tmp_path) == ["out.txt"]
+  file_utils.atomic_write(str(target), "new")
+  assert target.read_text() == "new"
+  assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_write_json(tmp_path):
+  path = str(tmp_path / "a.json")
+  file_utils.atomic_write_json(path, {"b": 1, "a": "é"}, sort_keys=True)
+  with open(path, encoding="utf-8") as f:
+    text = f.read()
+  assert text.endswith("}\n") and json.loads(text) == {"a": "é", "b": 1}
+  assert text.index('"a"') < text.index('"b"')
+
+
+@pytest.mark.parametrize("remote", [False, True])
+def test_atomic_dir(tmp_path, remote):
+  target = ("ram://atomic_dir_test/out" if remote else str(tmp_path / "out"))
+  with file_utils.atomic_dir(target) as tmp:
+    os.makedirs(os.path.join(tmp, "sub"))
+    with open(os.path.join(tmp, "sub", "x.txt"), "w") as f:
+      f.write("x")
+    with open(os.path.join(tmp, "top.txt"), "w") as f:
+      f.write("top")
+  with tf.io.gfile.GFile(target + "/sub/x.txt") as f:
+    assert f.read() == "x"
+  assert sorted(tf.io.gfile.listdir(target)) in (
+      ["sub", "top.txt"], ["sub/", "top.txt"])
+  with pytest.raises(FileExistsError):
+    with file_utils.atomic_dir(target):
+      pass
+  failed = target + "-failed"
+  with pytest.raises(RuntimeError):
+    with file_utils.atomic_dir(failed) as tmp:
+      raise RuntimeError("boom")
+  assert not tf.io.gfile.exists(failed) and not os.path.exists(tmp)
+
+
+def test_copy_tree(tmp_path):
+  src = tmp_path / "src"
+  (src / "a" / "b").mkdir(parents=True)
+  (src / "a" / "b" / "deep.txt").write_text("deep")
+  (src / "top.txt").write_text("top")
+  file_utils.copy_tree(str(src), str(tmp_path / "dst"))
+  assert (tmp_path / "dst" / "a" / "b" / "deep.txt").read_text() == "deep"
+  assert (tmp_path / "dst" / "top.txt").read_text() == "top"
+  assert not [n for _, _, names in os.walk(tmp_path / "dst") for n in names
+              if file_utils.is_temp_name(n)]
+
+
+def test_resolve_checkpoint(tmp_path):
+  for step in (5, 10):
+    (tmp_path / ("model.ckpt-%d.index" % step)).write_bytes(b"")
+  prefix = str(tmp_path / "model.ckpt-5")
+  assert file_utils.resolve_checkpoint(prefix) == prefix
+  with open(tmp_path / "checkpoint", "w") as f:
+    f.write('model_checkpoint_path: "model.ckpt-10"\n')
+  assert file_utils.resolve_checkpoint(str(tmp_path)) == str(
+      tmp_path / "model.ckpt-10")
+  with pytest.raises(KeyError, match=r"--init_checkpoint .*ckpt-7: no such "
+                     r"checkpoint \(.*ckpt-7.index not found"):
+    file_utils.resolve_checkpoint(str(tmp_path / "model.ckpt-7"),
+                                  error_cls=KeyError)
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(ValueError, match="holds no checkpoint"):
+    file_utils.resolve_checkpoint(str(empty))
+
+
+_HOLD = """
+import sys, time
+from albert import file_utils
+with file_utils.DirLock(sys.argv[1]):
+  print("held", flush=True)
+  sys.stdin.readline()
+"""
+
+
+def test_dir_lock_other_process_and_stale_lock(tmp_path):
+  directory = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD, directory],
+                            cwd=ROOT, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(file_utils.DirLockedError,
+                       match="in use by another run \\(pid %d" % holder.pid):
+      with file_utils.DirLock(directory):
+        pass
+    assert file_utils.lock_holder(directory) == (socket.gethostname(),
+                                                 holder.pid)
+  finally:
+    holder.communicate("\n", timeout=60)
+  assert file_utils.lock_holder(directory) is None
+  # A lock left by a dead process is taken over, with a warning.
+  with open(os.path.join(directory, ".lock"), "w") as f:
+    f.write("%s %d\n" % (socket.gethostname(), holder.pid))
+  warnings = []
+  with file_utils.DirLock(directory, warn=warnings.append):
+    assert file_utils.lock_holder(directory) is None  # our own
+  assert len(warnings) == 1 and "stale lock" in warnings[0]
+  assert not os.path.exists(os.path.join(directory, ".lock"))
