@@ -369,10 +369,20 @@ def unit_fingerprint(settings, drop):
       "utf-8")).hexdigest()
 
 
+def _make_output_dir(output_dir):
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+  except OSError as e:
+    raise app.UsageError("--output_dir %s: cannot create it (%s)" % (
+        output_dir, e.strerror or e))
+  if not os.access(output_dir, os.W_OK | os.X_OK):
+    raise app.UsageError("--output_dir %s is not writable" % output_dir)
+
+
 def run(settings, report=print):
   """Runs a whole preparation; returns the manifest dict."""
   output_dir = settings["output_dir"]
-  os.makedirs(output_dir, exist_ok=True)
+  _make_output_dir(output_dir)
   files = expand_inputs(settings["input"], settings["source"], output_dir)
   num_workers = max(1, settings["num_workers"])
   ctx = multiprocessing.get_context()

@@ -258,8 +258,8 @@ def build_plan(indexes):
     if len(deleted):
       add(f, deleted[:, 1], 2 * deleted[:, 0], 0)
   plan = [dict() for _ in indexes]
-  if not pmid_parts:
-    return plan
+  if not sum(len(p) for p in pmid_parts):
+    return plan  # no record has a PMID: nothing to deduplicate
   pmid = np.concatenate(pmid_parts)
   key = np.concatenate(key_parts)
   kind = np.concatenate(kind_parts)

@@ -245,6 +245,21 @@ def test_cli_progress_strict_exit_and_usage_errors(tmp_path):
   assert proc.returncode != 0 and "num_workers" in proc.stderr
 
 
+def test_cli_output_dir_that_cannot_be_made_is_one_error_line(tmp_path):
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  shutil.copy(os.path.join(FIXTURES, "exclude_table.nxml"), inputs)
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  proc = _cli("--source=pmc", "--input=%s" % inputs,
+              "--output_dir=%s" % (blocker / "out"))
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  assert "--output_dir %s: cannot create it" % (blocker / "out") in (
+      proc.stderr)
+  assert blocker.read_text() == "not a directory"
+
+
 def test_plan_only_and_host_sharding(tmp_path):
   inputs = tmp_path / "in"
   inputs.mkdir()

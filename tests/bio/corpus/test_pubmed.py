@@ -365,3 +365,14 @@ def test_memory_stays_flat_while_streaming(tmp_path):
     tracemalloc.stop()
   assert count == 3000
   assert peak < 2 << 20, peak
+
+
+def test_inputs_without_any_pmid_are_kept_not_a_crash(tmp_path):
+  record = _record(1, "A title long enough to be kept",
+                   "An abstract sentence long enough to be kept.")
+  no_pmid = record.replace('<PMID Version="1">1</PMID>', "")
+  path = _write_set(tmp_path / "nopmid.xml", [no_pmid, no_pmid])
+  assert pubmed.build_plan([pubmed.index_file(path)]) == [{}]
+  manifest = prepare.run(_settings(path, str(tmp_path / "out")),
+                         report=lambda msg: None)
+  assert manifest["totals"]["documents"] == 2
