@@ -120,11 +120,26 @@ def format_pubtator(doc, text, entities):
 FORMATTERS = {"jsonl": format_jsonl, "pubtator": format_pubtator}
 
 
+def check_paths(input_path, output_path):
+  """Raises TagError for a missing input, an output whose directory does
+  not exist (not created: it is most often a typo), or an output that is
+  the input."""
+  if not os.path.isfile(input_path):
+    raise TagError("--input %s does not exist" % input_path)
+  parent = os.path.dirname(os.path.abspath(output_path))
+  if not os.path.isdir(parent):
+    raise TagError("--output %s: directory %s does not exist (create it "
+                   "first)" % (output_path, parent))
+  if os.path.exists(output_path) and os.path.samefile(input_path,
+                                                      output_path):
+    raise TagError("--output %s is the --input file: choose another output"
+                   % output_path)
+
+
 def tag_file(tagger, input_path, output_path, output_format="jsonl",
              input_format="auto", batch_size=16, log_every=100):
   """Tags every document of `input_path`; returns (documents, entities)."""
-  if not os.path.exists(input_path):
-    raise TagError("--input %s does not exist" % input_path)
+  check_paths(input_path, output_path)
   if input_format == "auto":
     input_format = detect_format(input_path)
   reader = (read_pubmed_documents if input_format == "pubmed"
@@ -176,6 +191,7 @@ def define_flags():
 def main(_):
   logging.set_verbosity(logging.INFO)
   try:
+    check_paths(FLAGS.input, FLAGS.output)  # before the slow model load
     tagger = load_model(FLAGS.saved_model)
     docs, ents = tag_file(tagger, FLAGS.input, FLAGS.output, FLAGS.format,
                           FLAGS.input_format, FLAGS.batch_size)

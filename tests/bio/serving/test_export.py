@@ -407,3 +407,25 @@ print(json.dumps({"mlm": tf.nn.log_softmax(mlm["mlm_logits"]).numpy().tolist(),
   got = run_python(code)
   np.testing.assert_allclose(got["mlm"], want_mlm, atol=1e-4)
   np.testing.assert_allclose(got["sop"], want_sop, atol=1e-5)
+
+
+def test_tag_output_paths_are_checked_before_anything_is_written(tmp_path):
+  from bio.serving import tag
+
+  def never(texts):
+    raise AssertionError("the model is never called")
+
+  text = tmp_path / "in.txt"
+  text.write_text("BRCA1 mutation carriers\n")
+  with pytest.raises(tag.TagError, match=r"directory .*missing does not "
+                     r"exist"):
+    tag.tag_file(never, str(text), str(tmp_path / "missing" / "out.jsonl"))
+  assert not (tmp_path / "missing").exists()
+  with pytest.raises(tag.TagError, match="is the --input file"):
+    tag.tag_file(never, str(text), str(text))
+  assert text.read_text() == "BRCA1 mutation carriers\n"
+  proc = _tag_cli("--saved_model=%s" % (tmp_path / "nope"),
+                  "--input=%s" % text,
+                  "--output=%s" % (tmp_path / "missing" / "out.jsonl"))
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert "does not exist (create it first)" in proc.stderr
