@@ -187,7 +187,14 @@ def _check_output_prefix(model_prefix):
   if "://" in model_prefix:
     raise ValueError("model_prefix must be a local path: %s" % model_prefix)
   out_dir = os.path.dirname(os.path.abspath(model_prefix))
-  os.makedirs(out_dir, exist_ok=True)
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise ValueError("--model_prefix %s: cannot create directory %s (%s)"
+                     % (model_prefix, out_dir, e.strerror or e)) from e
+  if not os.access(out_dir, os.W_OK | os.X_OK):
+    raise ValueError("--model_prefix %s: directory %s is not writable"
+                     % (model_prefix, out_dir))
   return out_dir
 
 
