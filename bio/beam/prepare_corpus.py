@@ -367,6 +367,8 @@ def run(settings, pipeline_args=()):
   """Runs the pipeline to completion; returns (manifest, counters)."""
   options = common.pipeline_options(pipeline_args)
   FileSystems.set_options(options)
+  if not common.is_remote(settings["output_dir"]):
+    prepare.make_output_dir(settings["output_dir"])
   files = expand_inputs(settings["input"], settings["source"],
                         settings["output_dir"])
   logging.info("%d input files; runner %s", len(files),

@@ -369,7 +369,9 @@ def unit_fingerprint(settings, drop):
       "utf-8")).hexdigest()
 
 
-def _make_output_dir(output_dir):
+def make_output_dir(output_dir):
+  """Creates a local output directory; app.UsageError (one line) if it
+  cannot be created or written. Shared with bio.beam.prepare_corpus."""
   try:
     os.makedirs(output_dir, exist_ok=True)
   except OSError as e:
@@ -382,7 +384,7 @@ def _make_output_dir(output_dir):
 def run(settings, report=print):
   """Runs a whole preparation; returns the manifest dict."""
   output_dir = settings["output_dir"]
-  _make_output_dir(output_dir)
+  make_output_dir(output_dir)
   files = expand_inputs(settings["input"], settings["source"], output_dir)
   num_workers = max(1, settings["num_workers"])
   ctx = multiprocessing.get_context()

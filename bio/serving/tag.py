@@ -71,11 +71,17 @@ def load_model(saved_model_dir):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import
   if not os.path.isdir(saved_model_dir):
-    raise TagError("--saved_model %s does not exist" % saved_model_dir)
+    raise TagError("--saved_model %s does not exist (or is not a "
+                   "directory)" % saved_model_dir)
   if not os.path.exists(os.path.join(saved_model_dir, "saved_model.pb")):
     raise TagError("%s is not a SavedModel (no saved_model.pb)" %
                    saved_model_dir)
-  loaded = tf.saved_model.load(saved_model_dir)
+  try:
+    loaded = tf.saved_model.load(saved_model_dir)
+  except (OSError, ValueError, tf.errors.OpError) as e:
+    raise TagError("--saved_model %s cannot be loaded (%s): export it again "
+                   "with bio.serving.export" % (
+                       saved_model_dir, getattr(e, "message", e))) from e
   serve = loaded.signatures.get("serving_default")
   if serve is None or "text" not in serve.structured_input_signature[1]:
     raise TagError("%s is not a NER export (no serving_default taking "

@@ -349,3 +349,18 @@ def test_flags_are_validated_and_others_left_for_beam():
   assert rest == ["prog", "--runner=FnApiRunner", "--num_workers=7"]
   with pytest.raises(app.UsageError, match="must be >= 0"):
     beam_prepare_corpus.settings_from_flags(flag_values)
+
+
+def test_output_dir_that_cannot_be_made_is_a_usage_error(tmp_path,
+                                                         beam_settings):
+  from absl import app  # pylint: disable=g-import-not-at-top
+  blocker = tmp_path / "a_file"
+  blocker.write_text("mine")
+  inputs = tmp_path / "in"
+  inputs.mkdir()
+  (inputs / "table.nxml").write_bytes(
+      open(os.path.join(FIXTURES, "exclude_table.nxml"), "rb").read())
+  with pytest.raises(app.UsageError, match="cannot create it"):
+    beam_prepare_corpus.run(
+        beam_settings("pmc", str(inputs), str(blocker / "out")), RUNNER)
+  assert blocker.read_text() == "mine"

@@ -429,3 +429,10 @@ def test_tag_output_paths_are_checked_before_anything_is_written(tmp_path):
                   "--output=%s" % (tmp_path / "missing" / "out.jsonl"))
   assert proc.returncode != 0 and "Traceback" not in proc.stderr
   assert "does not exist (create it first)" in proc.stderr
+
+
+def test_tag_unloadable_saved_model_is_a_tag_error(tmp_path):
+  from bio.serving import tag
+  (tmp_path / "saved_model.pb").write_bytes(b"not a protobuf")
+  with pytest.raises(tag.TagError, match="cannot be loaded"):
+    tag.load_model(str(tmp_path))
