@@ -16,7 +16,6 @@ import tempfile
 import uuid
 
 
-
 class _LazyTensorFlow(object):
   """tensorflow.compat.v1, imported on first use: tools that only touch
   local files (bio.corpus) should not pay TF's seconds of start-up."""
@@ -111,12 +110,29 @@ def atomic_file(path, mode="w", fsync=False):
     if fsync and _is_plain_local(tmp):
       _fsync(tmp)
     _publish_mode(tmp)
-    if _is_plain_local(path):
-      os.replace(tmp, path)
-    else:
-      tf.io.gfile.rename(tmp, path, overwrite=True)
+    _rename_into_place(tmp, path)
   finally:
     remove_quietly(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+  """Yields a temporary path to write (for writers that take a path, such
+  as tf.io.TFRecordWriter); on success renames it to `path`, on any
+  exception removes it and re-raises."""
+  tmp = temp_path(path)
+  try:
+    yield tmp
+    _rename_into_place(tmp, path)
+  finally:
+    remove_quietly(tmp)
+
+
+def _rename_into_place(tmp, path):
+  if _is_plain_local(path):
+    os.replace(tmp, path)
+  else:
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def _open_for_write(path, mode):

@@ -25,13 +25,13 @@ Padding examples (is_real_example=0) fill the last batch so that TPU batch
 shapes stay fixed; they are excluded from loss and metrics.
 """
 import collections
-import os
 import time
 
 from absl import logging
 import numpy as np
 import tensorflow.compat.v1 as tf
 
+from albert import file_utils
 from albert import tokenization
 
 FEATURE_KEYS = ("input_ids", "input_mask", "segment_ids", "label_ids",
@@ -224,18 +224,18 @@ def _int_feature(values):
 
 
 def write_tfrecord(features, output_file):
-  """Writes features to `output_file` via a temporary name (atomic locally)."""
-  tmp = "%s.tmp-%d" % (output_file, os.getpid())
-  with tf.io.TFRecordWriter(tmp) as writer:
-    for feature in features:
-      record = collections.OrderedDict()
-      for key in FEATURE_KEYS:
-        value = getattr(feature, key)
-        record[key] = _int_feature(value if isinstance(value, list)
-                                   else [value])
-      example = tf.train.Example(features=tf.train.Features(feature=record))
-      writer.write(example.SerializeToString())
-  tf.io.gfile.rename(tmp, output_file, overwrite=True)
+  """Writes features to `output_file` atomically."""
+  with file_utils.atomic_path(output_file) as tmp:
+    with tf.io.TFRecordWriter(tmp) as writer:
+      for feature in features:
+        record = collections.OrderedDict()
+        for key in FEATURE_KEYS:
+          value = getattr(feature, key)
+          record[key] = _int_feature(value if isinstance(value, list)
+                                     else [value])
+        example = tf.train.Example(
+            features=tf.train.Features(feature=record))
+        writer.write(example.SerializeToString())
 
 
 def name_to_features(seq_length):

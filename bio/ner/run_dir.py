@@ -116,7 +116,7 @@ def record_best(run_dir, prefix):
   file_utils.atomic_write(os.path.join(run_dir, BEST_CHECKPOINT_FILE),
                           os.path.relpath(best, run_dir) + "\n")
   keep = os.path.basename(best) + "."
-  for path in tf.io.gfile.glob(os.path.join(best_dir, "*")):
+  for path in tf.io.gfile.glob(os.path.join(best_dir, "model.ckpt-*")):
     if not os.path.basename(path).startswith(keep):
       tf.io.gfile.remove(path)
   return best

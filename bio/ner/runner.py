@@ -32,6 +32,7 @@ from albert import estimator_utils
 from albert import file_utils
 from albert import modeling
 from albert import tokenization
+from albert import vocab_record
 from bio.ner import iob
 from bio.ner import features as ner_features
 from bio.ner import metrics as ner_metrics
@@ -328,6 +329,7 @@ def check_init_checkpoint(opts, albert_config):
         "--init_checkpoint %s holds no %s/ (encoder) variable: give an "
         "ALBERT encoder or pretraining checkpoint" %
         (prefix, ner_model.ENCODER_SCOPE))
+  vocab_record.check(prefix, opts.tokenizer.spm_model_file, NerRunError)
   return prefix
 
 
@@ -642,6 +644,12 @@ def _start_run_dir(opts, inputs, init_checkpoint):
       logging.warning("--overwrite: removed %d files of an earlier run in %s",
                       len(removed), opts.output_dir)
   run_dir.write_label_map(opts.output_dir, inputs.label_list)
+  if opts.tokenizer.spm_model_file:
+    # Beside the training checkpoints and the selected copy in best/.
+    for directory in (opts.output_dir,
+                      os.path.join(opts.output_dir, run_dir.BEST_DIR)):
+      tf.io.gfile.makedirs(directory)
+      vocab_record.write(directory, opts.tokenizer.spm_model_file)
   if opts.do_train or not run_dir.read_run_config(opts.output_dir):
     run_dir.write_run_config(opts.output_dir,
                              run_config(opts, inputs, init_checkpoint))

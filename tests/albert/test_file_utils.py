@@ -27,6 +27,24 @@ def test_atomic_file_keeps_old_target_and_no_temp_on_error(tmp_path):
   assert os.listdir(tmp_path) == ["out.txt"]
 
 
+def test_atomic_path_renames_on_success_and_cleans_on_error(tmp_path):
+  target = str(tmp_path / "data.tfrecord")
+  with pytest.raises(RuntimeError):
+    with file_utils.atomic_path(target) as tmp:
+      with open(tmp, "w") as f:
+        f.write("half")
+      raise RuntimeError("boom")
+  assert os.listdir(tmp_path) == []
+  with file_utils.atomic_path(target) as tmp:
+    assert tmp != target
+    with open(tmp, "w") as f:
+      f.write("whole")
+    assert not os.path.exists(target)
+  assert os.listdir(tmp_path) == ["data.tfrecord"]
+  with open(target) as f:
+    assert f.read() == "whole"
+
+
 def test_atomic_write_json(tmp_path):
   path = str(tmp_path / "a.json")
   file_utils.atomic_write_json(path, {"b": 1, "a": "é"}, sort_keys=True)

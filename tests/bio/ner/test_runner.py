@@ -4,6 +4,7 @@ The end-to-end run (tiny config, SentencePiece trained here, random encoder
 checkpoint, 200 steps, checkpoints at 100 and 200) runs once in a
 subprocess; several tests read its outputs.
 """
+import glob
 import json
 import os
 import re
@@ -146,6 +147,12 @@ def test_outputs_written(e2e):
   assert os.path.isfile(config["spm_model_file"])
   assert config["max_seq_length"] == MAX_SEQ and config["do_lower_case"]
   assert config["label_list"] == ["O", "B-Disease", "I-Disease"]
+  # The SentencePiece model is recorded beside the checkpoints and in best/.
+  from albert import vocab_record  # pylint: disable=g-import-not-at-top
+  for directory in (e2e.out, os.path.join(e2e.out, "best")):
+    record = vocab_record.read(directory)
+    assert record["sha256"] == vocab_record.sha256_file(
+        config["spm_model_file"])
 
 
 def test_every_test_token_predicted_in_order(e2e):
@@ -713,6 +720,34 @@ def test_bad_init_checkpoint_is_one_error_before_any_output(
     runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
                      init_checkpoint=os.path.dirname(wrong)))
   assert not os.path.exists(out)
+
+
+def test_init_checkpoint_of_another_vocabulary_stops(
+    ncbi_slice, spm_model, encoder_ckpt, tiny_config, tmp_path):
+  """A checkpoint recorded with another SentencePiece model is refused
+  before anything is written, naming both models."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from albert import vocab_record  # pylint: disable=g-import-not-at-top
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  pretrained = tmp_path / "pretrained"
+  pretrained.mkdir()
+  for path in glob.glob(encoder_ckpt + ".*"):
+    shutil.copy(path, pretrained)
+  other_model = tmp_path / "other.model"
+  other_model.write_bytes(b"not the same model")
+  vocab_record.write(str(pretrained), str(other_model))
+  out = str(tmp_path / "out")
+  init = str(pretrained / os.path.basename(encoder_ckpt))
+  with pytest.raises(runner.NerRunError) as e:
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                     init_checkpoint=init))
+  assert spm_model in str(e.value) and "other.model" in str(e.value)
+  assert not os.path.exists(out)
+  # The same checkpoint recorded with the run's own model passes the check.
+  vocab_record.write(str(pretrained), spm_model)
+  assert runner.check_init_checkpoint(
+      _opts(ncbi_slice, out, spm_model_file=spm_model, init_checkpoint=init),
+      tiny_config) == init
 
 
 def test_run_all_seeds_table_mean_sd(monkeypatch, tmp_path):
