@@ -316,6 +316,8 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                       "--do_train/--do_eval first)" % model_dir)
   checkpoint = file_utils.resolve_checkpoint(checkpoint, "--checkpoint",
                                              ExportError)
+  # Ids of another SentencePiece model would be silently scrambled.
+  vocab_record.check(model_dir, spm_model_file, ExportError, "--model_dir")
   vocab_record.check(checkpoint, spm_model_file, ExportError, "--checkpoint")
 
   albert_config = modeling.AlbertConfig.from_json_file(albert_config_file)

@@ -436,3 +436,15 @@ def test_tag_unloadable_saved_model_is_a_tag_error(tmp_path):
   (tmp_path / "saved_model.pb").write_bytes(b"not a protobuf")
   with pytest.raises(tag.TagError, match="cannot be loaded"):
     tag.load_model(str(tmp_path))
+
+
+def test_export_refuses_another_sentencepiece_model(ner_run_dir, tmp_path):
+  import shutil
+  from albert import vocab_record
+  run_copy = str(tmp_path / "run")
+  shutil.copytree(ner_run_dir, run_copy)
+  vocab_record.write(run_copy, TINY)  # recorded: some other file
+  with pytest.raises(export.ExportError,
+                     match="is not the SentencePiece model of --model_dir"):
+    export.export_ner(run_copy, str(tmp_path / "out"))
+  assert not (tmp_path / "out").exists()
