@@ -237,7 +237,11 @@ def build_or_load_plan(files, plan_path, pool, report, progress_secs=15):
   buf = io.BytesIO()
   np.savez(buf, files=np.asarray(names), file_index=arr[:, 0],
            position=arr[:, 1], reason=arr[:, 2], errors=np.asarray(errors))
-  file_utils.atomic_write(plan_path, buf.getvalue())
+  try:
+    file_utils.atomic_write(plan_path, buf.getvalue())
+  except OSError as e:
+    raise app.UsageError("--pubmed_plan %s: cannot write it (%s)" % (
+        plan_path, e.strerror or e))
   counts = collections.Counter(r for d in drops for r in d.values())
   report("dedup plan: %d files, %d PMID records dropped (%s) in %.1fs" % (
       len(files), sum(counts.values()), dict(counts), time.time() - start))

@@ -258,6 +258,15 @@ def test_cli_output_dir_that_cannot_be_made_is_one_error_line(tmp_path):
   assert "--output_dir %s: cannot create it" % (blocker / "out") in (
       proc.stderr)
   assert blocker.read_text() == "not a directory"
+  pubmed_in = tmp_path / "pubmed"
+  pubmed_in.mkdir()
+  _write_pubmed(pubmed_in / "pubmed26n0001.xml.gz", _pubmed_records(2))
+  proc = _cli("--source=pubmed", "--input=%s" % pubmed_in,
+              "--output_dir=%s" % (tmp_path / "out"),
+              "--pubmed_plan=%s" % (blocker / "plan.npz"))
+  assert proc.returncode != 0 and "Traceback" not in proc.stderr
+  assert "--pubmed_plan %s: cannot write it" % (blocker / "plan.npz") in (
+      proc.stderr)
 
 
 def test_plan_only_and_host_sharding(tmp_path):
