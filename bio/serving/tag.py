@@ -130,8 +130,9 @@ def check_paths(input_path, output_path):
   """Raises TagError for a missing input, an output whose directory does
   not exist (not created: it is most often a typo), or an output that is
   the input."""
-  if not os.path.isfile(input_path):
-    raise TagError("--input %s does not exist" % input_path)
+  if not os.path.exists(input_path) or os.path.isdir(input_path):
+    raise TagError("--input %s does not exist (or is a directory)"
+                   % input_path)
   parent = os.path.dirname(os.path.abspath(output_path))
   if not os.path.isdir(parent):
     raise TagError("--output %s: directory %s does not exist (create it "
