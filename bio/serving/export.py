@@ -27,6 +27,7 @@ may be the training run) and a previous export is replaced only with
 --overwrite (albert.export_to_tfhub.check_export_dir). The SentencePiece
 model is checked against the one recorded with the checkpoint.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -284,11 +285,22 @@ def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
   }
 
 
-def export_ner(model_dir, export_dir, albert_config_file=None,
-               spm_model_file=None, do_lower_case=None, max_seq_length=None,
-               checkpoint=None, overwrite=False):
-  """Writes the NER SavedModel for the checkpoint selected in `model_dir`."""
-  export_to_tfhub.check_export_dir(export_dir, overwrite)
+@dataclasses.dataclass(frozen=True)
+class NerExport(object):
+  """What an export of a run_ner.py directory is made of, resolved and
+  checked (flags first, then what run_ner.py recorded)."""
+  label_list: list
+  albert_config_file: str
+  spm_model_file: str
+  do_lower_case: bool
+  max_seq_length: int
+  checkpoint: str
+
+
+def resolve_ner_export(model_dir, albert_config_file=None,
+                       spm_model_file=None, do_lower_case=None,
+                       max_seq_length=None, checkpoint=None):
+  """A checked NerExport; ExportError names what is missing or wrong."""
   if not tf.io.gfile.isdir(model_dir):
     raise ExportError("--model_dir %s does not exist" % model_dir)
   label_list = run_dir.read_label_list(model_dir)
@@ -319,9 +331,19 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
   # Ids of another SentencePiece model would be silently scrambled.
   vocab_record.check(model_dir, spm_model_file, ExportError, "--model_dir")
   vocab_record.check(checkpoint, spm_model_file, ExportError, "--checkpoint")
+  return NerExport(label_list, albert_config_file, spm_model_file,
+                   do_lower_case, max_seq_length, checkpoint)
 
-  albert_config = modeling.AlbertConfig.from_json_file(albert_config_file)
-  with tf.io.gfile.GFile(spm_model_file, "rb") as f:
+
+def export_ner(model_dir, export_dir, albert_config_file=None,
+               spm_model_file=None, do_lower_case=None, max_seq_length=None,
+               checkpoint=None, overwrite=False):
+  """Writes the NER SavedModel for the checkpoint selected in `model_dir`."""
+  export_to_tfhub.check_export_dir(export_dir, overwrite)
+  ner = resolve_ner_export(model_dir, albert_config_file, spm_model_file,
+                           do_lower_case, max_seq_length, checkpoint)
+  albert_config = modeling.AlbertConfig.from_json_file(ner.albert_config_file)
+  with tf.io.gfile.GFile(ner.spm_model_file, "rb") as f:
     sp_model_bytes = f.read()
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   sp = spm.SentencePieceProcessor()
@@ -331,23 +353,23 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
   asset_dir = tempfile.mkdtemp(prefix="export-ner-assets-")
   label_asset = os.path.join(asset_dir, "label_map.json")
   with open(label_asset, "w", encoding="utf-8") as f:
-    json.dump({"labels": label_list, "do_lower_case": do_lower_case,
-               "max_seq_length": max_seq_length}, f, indent=2)
+    json.dump({"labels": ner.label_list, "do_lower_case": ner.do_lower_case,
+               "max_seq_length": ner.max_seq_length}, f, indent=2)
   try:
     with tf.Graph().as_default():
       signatures = build_signatures(
-          albert_config, label_list, sp_model_bytes, do_lower_case,
-          max_seq_length, cls_id, sep_id, sp.unk_id())
-      assets = [tf.constant(spm_model_file, name="spm_model"),
+          albert_config, ner.label_list, sp_model_bytes, ner.do_lower_case,
+          ner.max_seq_length, cls_id, sep_id, sp.unk_id())
+      assets = [tf.constant(ner.spm_model_file, name="spm_model"),
                 tf.constant(label_asset, name="label_map")]
       export_to_tfhub.save_graph_as_saved_model(
-          export_dir, checkpoint, signatures, assets=assets,
+          export_dir, ner.checkpoint, signatures, assets=assets,
           init_op=tf.tables_initializer(), overwrite=overwrite,
-          spm_model_file=spm_model_file)
+          spm_model_file=ner.spm_model_file)
   finally:
     shutil.rmtree(asset_dir, ignore_errors=True)
-  logging.info("Exported %s (labels %s) to %s", checkpoint, label_list,
-               export_dir)
+  logging.info("Exported %s (labels %s) to %s", ner.checkpoint,
+               ner.label_list, export_dir)
   return export_dir
 
 
