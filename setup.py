@@ -30,6 +30,9 @@ setup(
         "numpy>=1.23,<2",
         # Sentence splitting of biomedical text (see README: measured choice).
         "blingfire==0.1.8",
+        # tensorflow_text imports tensorflow_hub, which needs pkg_resources;
+        # setuptools 81 removed it (a later install could otherwise bring it).
+        "setuptools<81",
     ],
     extras_require={
         "test": ["pytest"],
