@@ -33,6 +33,9 @@ setup(
         # tensorflow_text imports tensorflow_hub, which needs pkg_resources;
         # setuptools 81 removed it (a later install could otherwise bring it).
         "setuptools<81",
+        # BioC XML/JSON documents for bio.serving.tag (BioC's Python library;
+        # pure Python on lxml).
+        "bioc==2.1",
     ],
     extras_require={
         "test": ["pytest"],

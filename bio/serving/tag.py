@@ -1,17 +1,31 @@
-r"""Tags raw text with an exported NER SavedModel.
+r"""Tags documents with an exported NER SavedModel.
 
   python -m bio.serving.tag --saved_model=DIR --input=FILE --output=FILE \
-      --format=jsonl|pubtator [--input_format=auto|text|pubmed]
+      --format=jsonl|pubtator|bioc|bioc_json \
+      [--input_format=auto|text|pubmed|pmc|pubtator|bioc|bioc_json] \
+      [--resume] [--strict]
 
-Input: a plain UTF-8 file with one document (e.g. an abstract) per line, or
-a PubMed XML file (gzip or plain), read with bio.corpus.pubmed. Output: JSON Lines,
-one object per document ({"id", "text", "entities": [{"start", "end",
-"text", "type", "score"}]}), or PubTator (`ID|t|title`, `ID|a|abstract`,
-then `ID<TAB>start<TAB>end<TAB>mention<TAB>type` lines and a blank line;
-offsets count in the title, a space, then the abstract, as PubTator does).
+Input (bio.serving.documents, streamed): text with one document per line,
+PubMed XML (.xml, .xml.gz), PMC JATS (.nxml), PubTator, BioC XML or BioC
+JSON; `auto` decides by the name and the first bytes. Each title, abstract
+and paragraph is a passage at its document offset; the model sees the
+passages at their offsets (`documents.document_text`).
+
+Output (bio.serving.outputs): JSON Lines ({"id", "text", "entities":
+[{"start", "end", "text", "type", "score"}]}), PubTator (`ID|t|title`,
+`ID|a|abstract`, annotation lines, a blank line; offsets over title + " " +
+abstract), BioC XML or BioC JSON (one passage per title/abstract/paragraph;
+annotations with type, score, location and text). Annotations the input
+already had are kept; new ones get distinct ids. Offsets are Unicode code
+points. The output appears atomically (temporary name, then rename);
+--resume writes it in parts so that a killed run can be re-run and skip
+what is done, giving the same bytes.
+
+A malformed document is logged (file, document id, reason) and skipped; the
+run goes on and exits with status 1 (--strict stops at the first). The
+progress line gives documents/s and an ETA from the share of the input read.
 """
-import collections
-import json
+import itertools
 import os
 import sys
 import time
@@ -20,50 +34,31 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from albert import file_utils
+from bio.serving import documents
+from bio.serving import outputs as writers
 
-Document = collections.namedtuple("Document", ["id", "title", "abstract"])
-
-
-class TagError(ValueError):
+class TagError(documents.InputError):
   """Input or model that cannot be used (reported without a trace)."""
 
 
-def document_text(doc):
-  """The text the model sees: title, a space, abstract (PubTator's offsets)."""
-  if doc.title and doc.abstract:
-    return doc.title + " " + doc.abstract
-  return doc.title or doc.abstract
+document_text = documents.document_text
 
 
-def read_text_documents(path):
-  """One document per non-empty line; its id is the line number."""
-  with open(path, "rb") as f:
-    for line_number, raw in enumerate(f, 1):
-      try:
-        line = raw.decode("utf-8").rstrip("\r\n")
-      except UnicodeDecodeError as e:
-        raise TagError("%s:%d: not valid UTF-8 (%s)" % (path, line_number, e))
-      if line.strip():
-        yield Document(str(line_number), line, "")
-
-
-def read_pubmed_documents(path):
-  """Title and abstract of every article with an abstract."""
-  from bio.corpus import pubmed  # pylint: disable=g-import-not-at-top
-  errors = []
-  for article in pubmed.read_file(path, errors=errors):
-    abstract = " ".join(text for _, text in article.sections)
-    yield Document(str(article.pmid), article.title or "", abstract)
-  if errors:
-    raise TagError("%s: %s" % (path, "; ".join(e["reason"] for e in errors)))
-
-
-def detect_format(path):
-  """'pubmed' for (gzipped) XML, else 'text'."""
-  if path.endswith((".xml", ".xml.gz", ".nxml")):
-    return "pubmed"
-  return "text"
+def good_documents(input_path, input_format="auto", problems=None,
+                   strict=False, progress=None):
+  """The input's documents; a malformed one is logged (file, document id,
+  reason), appended to `problems` and skipped, or with `strict` stops the
+  run (TagError)."""
+  problems = problems if problems is not None else []
+  for item in documents.read_documents(input_path, input_format, progress):
+    if isinstance(item, documents.BadDocument):
+      message = "%s: document %s: %s" % item
+      if strict:
+        raise TagError(message + " (--strict: stopped)")
+      logging.warning("skipped %s", message)
+      problems.append(item)
+      continue
+    yield item
 
 
 def load_model(saved_model_dir):
@@ -109,21 +104,7 @@ def entities_of(outputs, row):
   return found
 
 
-def format_jsonl(doc, text, entities):
-  return json.dumps({"id": doc.id, "text": text, "entities": entities},
-                    ensure_ascii=False) + "\n"
-
-
-def format_pubtator(doc, text, entities):
-  del text  # offsets already count title + " " + abstract
-  lines = ["%s|t|%s" % (doc.id, doc.title), "%s|a|%s" % (doc.id, doc.abstract)]
-  for e in entities:
-    lines.append("\t".join([doc.id, str(e["start"]), str(e["end"]), e["text"],
-                            e["type"]]))
-  return "\n".join(lines) + "\n\n"
-
-
-FORMATTERS = {"jsonl": format_jsonl, "pubtator": format_pubtator}
+FORMATTERS = writers.FORMATS
 
 
 def check_paths(input_path, output_path):
@@ -144,17 +125,29 @@ def check_paths(input_path, output_path):
 
 
 def tag_file(tagger, input_path, output_path, output_format="jsonl",
-             input_format="auto", batch_size=16, log_every=100):
-  """Tags every document of `input_path`; returns (documents, entities)."""
+             input_format="auto", batch_size=16, log_every=100,
+             resume=False, strict=False, problems=None, run=None):
+  """Tags every document of `input_path`; returns (documents, entities).
+
+  Malformed documents are skipped into `problems` (a list; --strict stops
+  instead). With `resume`, the output is written in parts and the documents
+  of the parts a killed run left are skipped (outputs.OutputFile); `run`
+  describes the run (model, ...) so that parts of another are refused.
+  """
   check_paths(input_path, output_path)
   if input_format == "auto":
-    input_format = detect_format(input_path)
-  reader = (read_pubmed_documents if input_format == "pubmed"
-            else read_text_documents)
-  formatter = FORMATTERS[output_format]
+    input_format = documents.detect_format(input_path)
+  problems = problems if problems is not None else []
+  progress = documents.Progress(input_path)
+  reader = good_documents(input_path, input_format, problems, strict,
+                          progress)
   counts = [0, 0]
   started = time.time()
-  with file_utils.atomic_file(output_path, "w") as out:
+  run = dict(run or {}, batch_size=batch_size, input_format=input_format,
+             **_input_identity(input_path))
+  with writers.OutputFile(output_path, output_format,
+                          writers.collection_info(input_path),
+                          resume=resume, run=run) as out:
     batch = []
 
     def flush():
@@ -162,23 +155,46 @@ def tag_file(tagger, input_path, output_path, output_format="jsonl",
       outputs = tagger(texts)
       for row, (doc, text) in enumerate(zip(batch, texts)):
         entities = entities_of(outputs, row)
-        out.write(formatter(doc, text, entities))
-        counts[1] += len(entities)
+        counts[1] += len(out.write(doc, text, entities))
       counts[0] += len(batch)
+      out.checkpoint()
       if log_every and counts[0] // log_every != (counts[0] - len(batch)) \
           // log_every:
         rate = counts[0] / max(time.time() - started, 1e-9)
-        logging.info("tagged %d documents (%.1f documents/s), %d entities",
-                     counts[0], rate, counts[1])
+        logging.info("tagged %d documents (%.1f documents/s), %d entities%s",
+                     counts[0], rate, counts[1], _eta(progress, started))
       del batch[:]
 
-    for doc in reader(input_path):
+    if out.done:
+      logging.info("--resume: %d documents already in %s, skipped",
+                   out.done, writers.parts_dir(output_path))
+    for doc in itertools.islice(reader, out.done, None):
       batch.append(doc)
       if len(batch) == batch_size:
         flush()
     if batch:
       flush()
+    if problems and not counts[0] + out.done:
+      raise TagError("%s: no document could be read (%s)" % (
+          input_path, problems[0].reason))
   return tuple(counts)
+
+
+def _input_identity(input_path):
+  """What tells a resumed run that the input is the same file."""
+  stat = os.stat(input_path)
+  return {"input": os.path.abspath(input_path), "input_size": stat.st_size,
+          "input_mtime_ns": stat.st_mtime_ns}
+
+
+def _eta(progress, started):
+  """', 42% of the input, ETA 3m10s' from the read share of the file."""
+  fraction = progress.fraction()
+  if not fraction:
+    return ""
+  left = (time.time() - started) * (1 - fraction) / fraction
+  return ", %d%% of the input, ETA %dm%02ds" % (100 * fraction, left // 60,
+                                                left % 60)
 
 
 FLAGS = flags.FLAGS
@@ -186,12 +202,18 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_string("saved_model", None, "A bio.serving.export SavedModel.")
-  flags.DEFINE_string("input", None, "Text (one document per line) or PubMed "
-                      "XML (.xml, .xml.gz).")
+  flags.DEFINE_string("input", None, "Text (one document per line), PubMed "
+                      "XML (.xml, .xml.gz), PMC JATS (.nxml), PubTator, BioC "
+                      "XML or BioC JSON.")
   flags.DEFINE_string("output", None, "Output file.")
   flags.DEFINE_enum("format", "jsonl", sorted(FORMATTERS), "Output format.")
-  flags.DEFINE_enum("input_format", "auto", ["auto", "text", "pubmed"],
-                    "Input format; auto decides by the file name.")
+  flags.DEFINE_enum("input_format", "auto", ["auto"] + list(documents.FORMATS),
+                    "Input format; auto decides by the name and first bytes.")
+  flags.DEFINE_bool("resume", False, "Write the output in parts (hidden "
+                    "directory beside it); a re-run skips the documents of "
+                    "the parts a killed run left.")
+  flags.DEFINE_bool("strict", False, "Stop at the first malformed document "
+                    "(default: report it, skip it, go on; exit status 1).")
   flags.DEFINE_integer("batch_size", 16, "Documents per model call.")
 
 
@@ -200,13 +222,21 @@ def main(_):
   try:
     check_paths(FLAGS.input, FLAGS.output)  # before the slow model load
     tagger = load_model(FLAGS.saved_model)
-    docs, ents = tag_file(tagger, FLAGS.input, FLAGS.output, FLAGS.format,
-                          FLAGS.input_format, FLAGS.batch_size)
-  except TagError as e:
+    problems = []
+    docs, ents = tag_file(
+        tagger, FLAGS.input, FLAGS.output, FLAGS.format, FLAGS.input_format,
+        FLAGS.batch_size, resume=FLAGS.resume, strict=FLAGS.strict,
+        problems=problems,
+        run={"saved_model": os.path.abspath(FLAGS.saved_model)})
+  except documents.InputError as e:
     sys.stderr.write("bio.serving.tag: error: %s\n" % e)
     sys.exit(1)
   logging.info("wrote %s: %d documents, %d entities", FLAGS.output, docs,
                ents)
+  if problems:
+    sys.stderr.write("bio.serving.tag: %d malformed documents skipped (see "
+                     "the warnings above)\n" % len(problems))
+    sys.exit(1)
 
 
 if __name__ == "__main__":

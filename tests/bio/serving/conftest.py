@@ -1,0 +1,70 @@
+"""A tiny random-weight NER SavedModel for the tagging tests (and the
+tagging benchmark, which loads this file by path): ALBERT tiny, a
+1000-piece SentencePiece model, a classifier with large random weights so
+that many words get entity labels. What it tags is meaningless; the tests
+check where the entities go, not whether they are right."""
+import json
+import os
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
+                                    ".."))
+TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
+LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
+
+
+def build_tiny_ner_export(work_dir, spm_model_file, max_seq_length=64):
+  """Writes a run_ner.py-style run directory and exports it; returns the
+  SavedModel directory."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from albert import modeling  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_dir as run_files  # pylint: disable=g-import-not-at-top
+  from bio.serving import export  # pylint: disable=g-import-not-at-top
+  run_dir = os.path.join(work_dir, "ner_run")
+  os.makedirs(os.path.join(run_dir, "best"))
+  config = modeling.AlbertConfig.from_json_file(TINY_CONFIG)
+  with tf.Graph().as_default():
+    ids = tf.placeholder(tf.int32, [None, None])
+    model = modeling.AlbertModel(config, False, ids)
+    ner_model.token_classifier(model.get_sequence_output(), len(LABELS),
+                               False)
+    with tf.variable_scope("ner", reuse=True):
+      weights = tf.get_variable("output_weights")
+    with tf.Session() as sess:
+      tf.set_random_seed(3)
+      sess.run(tf.global_variables_initializer())
+      rng = np.random.RandomState(3)
+      sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
+      tf.train.Saver().save(sess, os.path.join(run_dir, "best",
+                                               "model.ckpt-1"))
+  files = {
+      run_files.LABEL_MAP_FILE: {l: i for i, l in enumerate(LABELS)},
+      run_files.RUN_CONFIG_FILE: {
+          "albert_config_file": TINY_CONFIG, "spm_model_file": spm_model_file,
+          "do_lower_case": True, "max_seq_length": max_seq_length},
+  }
+  for name, obj in files.items():
+    with open(os.path.join(run_dir, name), "w") as f:
+      json.dump(obj, f)
+  with open(os.path.join(run_dir, run_files.BEST_CHECKPOINT_FILE), "w") as f:
+    f.write("best/model.ckpt-1\n")
+  export_dir = os.path.join(work_dir, "export")
+  export.export_ner(run_dir, export_dir)
+  return export_dir
+
+
+@pytest.fixture(scope="session")
+def tag_export(spm_model_file, tmp_path_factory):
+  """The tiny NER SavedModel directory."""
+  return build_tiny_ner_export(str(tmp_path_factory.mktemp("tag_model")),
+                               spm_model_file)
+
+
+@pytest.fixture(scope="session")
+def tagger(tag_export):
+  """bio.serving.tag.load_model of the tiny export (loaded once)."""
+  from bio.serving import tag  # pylint: disable=g-import-not-at-top
+  return tag.load_model(tag_export)
