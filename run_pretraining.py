@@ -6,7 +6,9 @@ Thin script: upstream's absl flags and a `main` calling
 and eval loop are. Runs on TPU with --use_tpu --tpu_name=..., otherwise on
 CPU/GPU. Training resumes from the latest checkpoint in --output_dir, so
 rerunning with a larger --num_train_steps continues where the last run
-stopped.
+stopped. On GPUs: --precision=fp16|bf16, --gradient_accumulation_steps=K
+(the paper's batch 1024 on one device), --distribution=mirrored (all
+local GPUs) or multi_worker (TF_CONFIG); on CPU --precision=bf16.
 
   python run_pretraining.py \
     --albert_config_file=albert/configs/albert_base.json \
@@ -103,6 +105,10 @@ flags.DEFINE_bool(
 common_flags.define_tpu_flags(iterations_per_loop=1000,
                               save_checkpoints_steps=5000,
                               keep_checkpoint_max=5)
+
+# precision, gradient_accumulation_steps, distribution, num_cpu_replicas,
+# use_xla (albert/precision.py).
+common_flags.define_training_flags()
 
 
 def main(_):

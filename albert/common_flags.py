@@ -121,3 +121,33 @@ def define_tpu_flags(iterations_per_loop=1000, save_checkpoints_steps=5000,
                        "How often to save the model checkpoint.", **kw)
   flags.DEFINE_integer("keep_checkpoint_max", keep_checkpoint_max,
                        "How many checkpoints to keep.", **kw)
+
+
+def define_training_flags(flag_values=flags.FLAGS):
+  """--precision, --gradient_accumulation_steps, --distribution,
+  --num_cpu_replicas and --use_xla; read them with
+  `precision.TrainingOptions.from_flags` (see albert/precision.py)."""
+  kw = {"flag_values": flag_values}
+  flags.DEFINE_enum(
+      "precision", "fp32", ["fp32", "bf16", "fp16"],
+      "Compute precision; variables, optimizer state and loss stay float32. "
+      "bf16: oneDNN bfloat16 rewrite on CPU, bfloat16 casts on TPU and "
+      "Ampere+ GPUs. fp16: GPU float16 rewrite with dynamic loss scaling.",
+      **kw)
+  flags.DEFINE_integer(
+      "gradient_accumulation_steps", 1,
+      "K > 1: one optimizer update per K micro-batches of "
+      "train_batch_size / K examples (same updates, K times less memory); "
+      "steps count updates. CPU/GPU only.", **kw)
+  flags.DEFINE_enum(
+      "distribution", "none", ["none", "mirrored", "multi_worker"],
+      "CPU/GPU data parallelism through the Estimator: mirrored = all local "
+      "GPUs (or --num_cpu_replicas logical CPUs); multi_worker = "
+      "MultiWorkerMirroredStrategy, cluster from TF_CONFIG. The global "
+      "batch is split across replicas. TPU: use --use_tpu instead.", **kw)
+  flags.DEFINE_integer(
+      "num_cpu_replicas", 0,
+      "With --distribution=mirrored and no GPU: split the CPU into this "
+      "many logical devices (for testing).", **kw)
+  flags.DEFINE_bool("use_xla", False,
+                    "XLA JIT compilation of the graph (CPU/GPU).", **kw)

@@ -4,6 +4,13 @@ Upstream rebuilds the cluster resolver, RunConfig and TPUEstimator in every
 run_*.py; here the TPU flags are defined once (`common_flags.
 define_tpu_flags`), read into a `TpuOptions`, and the estimator is built by
 one function, so the scripts only hold what is specific to their task.
+
+Off TPU the estimator also takes the session config of `albert.precision`
+(grappler mixed-precision rewrite, XLA) and, for --distribution, a
+tf.distribute strategy: then it is a plain `tf.estimator.Estimator` with
+`train_distribute`, running the same model_fn (its TPUEstimatorSpec turned
+into an EstimatorSpec), and the input_fn's `batch_size` is the global batch
+that the strategy splits across replicas.
 """
 import dataclasses
 import time
@@ -35,7 +42,7 @@ class TpuOptions:
                   for f in dataclasses.fields(cls)})
 
 
-def make_run_config(tpu_options, output_dir):
+def make_run_config(tpu_options, output_dir, session_config=None):
   """A TPU RunConfig from a `TpuOptions` (or anything with its fields)."""
   cluster = None
   if tpu_options.use_tpu and tpu_options.tpu_name:
@@ -56,6 +63,7 @@ def make_run_config(tpu_options, output_dir):
       save_checkpoints_steps=tpu_options.save_checkpoints_steps,
       keep_checkpoint_max=tpu_options.keep_checkpoint_max,
       log_step_count_steps=log_steps,
+      session_config=session_config,
       tpu_config=tf.estimator.tpu.TPUConfig(
           iterations_per_loop=tpu_options.iterations_per_loop,
           num_shards=tpu_options.num_tpu_cores,
@@ -63,19 +71,48 @@ def make_run_config(tpu_options, output_dir):
 
 
 def make_estimator(model_fn, tpu_options, output_dir, train_batch_size,
-                   eval_batch_size, predict_batch_size=None, params=None):
+                   eval_batch_size, predict_batch_size=None, params=None,
+                   session_config=None, strategy=None):
   """A TPUEstimator that falls back to CPU/GPU when use_tpu is false.
 
-  `tpu_options` is a `TpuOptions` (anything with its fields works).
+  `tpu_options` is a `TpuOptions` (anything with its fields works). With a
+  `strategy`, a distributed `tf.estimator.Estimator` (CPU/GPU only).
   """
+  if strategy is not None:
+    return _distributed_estimator(model_fn, tpu_options, output_dir,
+                                  train_batch_size, session_config, strategy,
+                                  params)
   return tf.estimator.tpu.TPUEstimator(
       use_tpu=tpu_options.use_tpu,
       model_fn=model_fn,
-      config=make_run_config(tpu_options, output_dir),
+      config=make_run_config(tpu_options, output_dir, session_config),
       params=params,
       train_batch_size=train_batch_size,
       eval_batch_size=eval_batch_size,
       predict_batch_size=predict_batch_size or eval_batch_size)
+
+
+def _distributed_estimator(model_fn, tpu_options, output_dir, batch_size,
+                           session_config, strategy, params):
+  """An Estimator training through `strategy` (the global batch is split
+  over its replicas); evaluation and prediction run on one device."""
+
+  def estimator_model_fn(features, labels, mode, params):
+    spec = model_fn(features, labels, mode, params)
+    if isinstance(spec, tf.estimator.tpu.TPUEstimatorSpec):
+      spec = spec.as_estimator_spec()
+    return spec
+
+  config = tf.estimator.RunConfig(
+      model_dir=output_dir,
+      save_checkpoints_steps=tpu_options.save_checkpoints_steps,
+      keep_checkpoint_max=tpu_options.keep_checkpoint_max,
+      log_step_count_steps=100,
+      session_config=session_config,
+      train_distribute=strategy)
+  params = dict(params or {}, batch_size=batch_size)
+  return tf.estimator.Estimator(estimator_model_fn, config=config,
+                                params=params)
 
 
 def init_from_checkpoint(init_checkpoint, use_tpu, num_of_group=1):

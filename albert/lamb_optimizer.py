@@ -37,6 +37,14 @@ def _as_dense(grad):
   return grad
 
 
+def _assign_all(strategy, params, values):
+  """merge_call body: writes each replica's new value into its copy."""
+  return tf.group([
+      strategy.extended.update(param, lambda var, value: var.assign(value),
+                               args=(value,), group=True)
+      for param, value in zip(params, values)])
+
+
 class DecoupledWeightDecayOptimizer(tf.train.Optimizer):
   """Adam without bias correction plus decoupled weight decay.
 
@@ -60,15 +68,23 @@ class DecoupledWeightDecayOptimizer(tf.train.Optimizer):
     self.epsilon = epsilon
     self.exclude_from_weight_decay = exclude_from_weight_decay
 
-  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None,
+                      should_apply=None):
     """Builds one update of every (grad, param) pair; returns a grouped op.
 
     `global_step` is accepted for the base-class signature and ignored, as
-    upstream.
+    upstream. With `should_apply` (a scalar bool tensor) parameters and
+    moments keep their values where it is false (a skipped accumulation or
+    overflow step). Under a tf.distribute strategy (or with `should_apply`)
+    the update runs per replica on identical, already reduced gradients:
+    moments are replica-local (ON_READ) copies and parameters are written
+    through the strategy (`_apply_replicated`).
     """
     del global_step
     pairs = [(_as_dense(g), p) for (g, p) in grads_and_vars
              if g is not None and p is not None]
+    if should_apply is not None or tf.distribute.has_strategy():
+      return self._apply_replicated(pairs, should_apply, name)
     # Every op that reads a parameter for this step's gradients is an ancestor
     # of some gradient, so waiting for all of them orders reads before writes.
     grads_done = tf.group(*[g for (g, _) in pairs])
@@ -84,21 +100,46 @@ class DecoupledWeightDecayOptimizer(tf.train.Optimizer):
                             v.assign(next_v)])
     return tf.group(*assignments, name=name)
 
-  def _create_slots_for(self, param, param_name):
+  def _apply_replicated(self, pairs, should_apply, name):
+    """The update in a replica context (the default one included)."""
+    grads_done = tf.group(*[g for (g, _) in pairs])
+    slot_assignments, params, values = [], [], []
+    for (grad, param) in pairs:
+      param_name = self._get_variable_name(param.name)
+      m, v = self._create_slots_for(param, param_name, replica_local=True)
+      next_param, next_m, next_v = self._next_values(
+          grad, param, param_name, m, v)
+      if should_apply is not None:
+        next_param = tf.where(should_apply, next_param, param)
+        next_m = tf.where(should_apply, next_m, m)
+        next_v = tf.where(should_apply, next_v, v)
+      with tf.control_dependencies([grads_done, next_param, next_m, next_v]):
+        slot_assignments.extend([m.assign(next_m), v.assign(next_v)])
+        params.append(param)
+        values.append(tf.identity(next_param))
+    context = tf.distribute.get_replica_context()
+    param_assignments = context.merge_call(_assign_all,
+                                           args=(params, values))
+    return tf.group(slot_assignments, param_assignments, name=name)
+
+  def _create_slots_for(self, param, param_name, replica_local=False):
+    """`<param>/adam_m` and `<param>/adam_v` (replica-local copies under a
+    strategy: every replica applies the same update to them)."""
+    kwargs = {}
+    if replica_local:
+      kwargs = dict(
+          synchronization=tf.VariableSynchronization.ON_READ,
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
     shape = param.shape.as_list()
-    m = tf.get_variable(
-        name=param_name + "/adam_m",
-        shape=shape,
-        dtype=tf.float32,
-        trainable=False,
-        initializer=tf.zeros_initializer())
-    v = tf.get_variable(
-        name=param_name + "/adam_v",
-        shape=shape,
-        dtype=tf.float32,
-        trainable=False,
-        initializer=tf.zeros_initializer())
-    return m, v
+    slots = []
+    for suffix in ("/adam_m", "/adam_v"):
+      slots.append(tf.get_variable(
+          name=param_name + suffix,
+          shape=shape,
+          dtype=tf.float32,
+          trainable=False,
+          initializer=tf.zeros_initializer(), **kwargs))
+    return tuple(slots)
 
   def _next_values(self, grad, param, param_name, m, v):
     """The new (param, m, v) as tensors computed from the current values."""

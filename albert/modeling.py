@@ -234,7 +234,8 @@ class AlbertModel(object):
                token_type_ids=None,
                use_one_hot_embeddings=False,
                use_einsum=True,
-               scope=None):
+               scope=None,
+               compute_dtype=tf.float32):
     """Constructor for AlbertModel.
 
     Args:
@@ -249,6 +250,11 @@ class AlbertModel(object):
       use_einsum: (optional) bool. Whether to use einsum or reshape+matmul for
         dense layers.
       scope: (optional) variable scope. Defaults to "bert".
+      compute_dtype: (optional) tf.float32, or tf.bfloat16 / tf.float16 for
+        mixed precision through casts: variables stay float32 and are read
+        as `compute_dtype` inside the encoder (`cast_getter`); embeddings,
+        layer norms and the attention softmax compute in float32, and the
+        sequence and pooled outputs are float32 again.
 
     Raises:
       ValueError: The config is invalid or one of the input tensor shapes
@@ -294,11 +300,13 @@ class AlbertModel(object):
             max_position_embeddings=config.max_position_embeddings,
             dropout_prob=config.hidden_dropout_prob)
 
-      with tf.variable_scope("encoder"):
+      low = compute_dtype != tf.float32
+      with tf.variable_scope(
+          "encoder", custom_getter=cast_getter(compute_dtype) if low else None):
         # `all_encoder_layers`: one [batch_size, seq_length, hidden_size]
-        # tensor per layer and inner group.
+        # tensor per layer and inner group (in compute_dtype).
         self.all_encoder_layers = transformer_model(
-            input_tensor=self.embedding_output,
+            input_tensor=tf.cast(self.embedding_output, compute_dtype),
             attention_mask=input_mask,
             hidden_size=config.hidden_size,
             num_hidden_layers=config.num_hidden_layers,
@@ -313,7 +321,7 @@ class AlbertModel(object):
             do_return_all_layers=True,
             use_einsum=use_einsum)
 
-      self.sequence_output = self.all_encoder_layers[-1]
+      self.sequence_output = tf.cast(self.all_encoder_layers[-1], tf.float32)
       # The pooler keeps the hidden state of the first ([CLS]) token and
       # passes it through a tanh dense layer, for segment-level tasks.
       with tf.variable_scope("pooler"):
@@ -540,6 +548,19 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint, num_of_group=0):
   return (assignment_map, initialized_variable_names)
 
 
+def cast_getter(compute_dtype):
+  """A variable_scope custom getter: float32 variables are created as
+  float32 and read as `compute_dtype` (mixed precision through casts)."""
+
+  def getter(getter, *args, **kwargs):  # pylint: disable=redefined-outer-name
+    variable = getter(*args, **kwargs)
+    if variable.dtype.base_dtype == tf.float32:
+      return tf.cast(variable, compute_dtype)
+    return variable
+
+  return getter
+
+
 def dropout(input_tensor, dropout_prob):
   """Performs dropout.
 
@@ -565,8 +586,12 @@ def layer_norm(input_tensor, name=None):
   begin_params_axis=-1): variables `LayerNorm/beta` (zeros) and
   `LayerNorm/gamma` (ones) under a uniquified `LayerNorm`, `LayerNorm_1`, ...
   scope, moments over the last axis and a variance epsilon of 1e-12 (1e-3 for
-  float16).
+  float16). A bfloat16/float16 input is normalised in float32 (float32
+  variables) and cast back.
   """
+  if input_tensor.dtype.base_dtype in (tf.bfloat16, tf.float16):
+    low = input_tensor.dtype.base_dtype
+    return tf.cast(layer_norm(tf.cast(input_tensor, tf.float32), name), low)
   inputs_shape = input_tensor.shape
   inputs_rank = inputs_shape.ndims
   if inputs_rank is None:
@@ -587,6 +612,8 @@ def layer_norm(input_tensor, name=None):
         "gamma", shape=params_shape, dtype=dtype,
         initializer=tf.ones_initializer(), collections=collections_,
         trainable=True)
+    # Under `cast_getter` the parameters arrive as casts; use float32.
+    beta, gamma = tf.cast(beta, dtype), tf.cast(gamma, dtype)
     mean, variance = tf.nn.moments(
         input_tensor, [inputs_rank - 1], keepdims=True)
     variance_epsilon = 1e-12 if dtype != tf.float16 else 1e-3
@@ -984,10 +1011,13 @@ def dot_product_attention(q, k, v, bias, dropout_rate=0.0):
 
     # 0.0 where attending, -10000.0 at masked positions: added to the raw
     # scores this removes them from the softmax.
+    # Scores, mask and softmax are float32 also under mixed precision.
     adder = (1.0 - bias) * -10000.0
-    logits += adder
+    logits = tf.cast(logits, tf.float32) + adder
 
-  attention_probs = tf.nn.softmax(logits, name="attention_probs")
+  attention_probs = tf.nn.softmax(tf.cast(logits, tf.float32),
+                                  name="attention_probs")
+  attention_probs = tf.cast(attention_probs, v.dtype)
   attention_probs = dropout(attention_probs, dropout_rate)
   return tf.matmul(attention_probs, v)
 

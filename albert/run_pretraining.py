@@ -38,6 +38,7 @@ from albert import estimator_utils
 from albert import file_utils
 from albert import modeling
 from albert import optimization
+from albert import precision
 from albert import vocab_record
 
 # The keys written to eval_results.txt by an evaluation.
@@ -52,8 +53,14 @@ class PretrainingInputError(ValueError):
 def model_fn_builder(albert_config, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      use_one_hot_embeddings, optimizer, poly_power,
-                     start_warmup_step, init_from_group0=False):
-  """Returns `model_fn` closure for TPUEstimator."""
+                     start_warmup_step, init_from_group0=False,
+                     compute_dtype=tf.float32, train_options=None):
+  """Returns `model_fn` closure for TPUEstimator.
+
+  `compute_dtype` is the encoder's (bfloat16: mixed precision through
+  casts); `train_options` (`optimization.TrainOptions`) the accumulation,
+  loss-scaling and replica settings of the train op.
+  """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator."""
@@ -91,7 +98,8 @@ def model_fn_builder(albert_config, init_checkpoint, learning_rate,
         input_ids=input_ids,
         input_mask=input_mask,
         token_type_ids=segment_ids,
-        use_one_hot_embeddings=use_one_hot_embeddings)
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        compute_dtype=compute_dtype)
 
     (masked_lm_loss, masked_lm_example_loss,
      masked_lm_log_probs) = get_masked_lm_output(
@@ -121,7 +129,8 @@ def model_fn_builder(albert_config, init_checkpoint, learning_rate,
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps,
-          use_tpu, optimizer, poly_power, start_warmup_step)
+          use_tpu, optimizer, poly_power, start_warmup_step,
+          train_options=train_options)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode,
           loss=total_loss,
@@ -462,11 +471,14 @@ class PretrainingOptions:
   masked_lm_budget: float = 0
   check_input_files: bool = True
   tpu: estimator_utils.TpuOptions = estimator_utils.TpuOptions()
+  training: precision.TrainingOptions = precision.TrainingOptions()
 
   @classmethod
   def from_flags(cls, flag_values=flags.FLAGS):
-    names = [f.name for f in dataclasses.fields(cls) if f.name != "tpu"]
+    names = [f.name for f in dataclasses.fields(cls)
+             if f.name not in ("tpu", "training")]
     return cls(tpu=estimator_utils.TpuOptions.from_flags(flag_values),
+               training=precision.TrainingOptions.from_flags(flag_values),
                **{name: flag_values[name].value for name in names})
 
 
@@ -488,6 +500,15 @@ def validate_options(options):
     if getattr(options, name) <= 0:
       raise PretrainingInputError("--%s must be positive, got %d." % (
           name, getattr(options, name)))
+  try:
+    precision.validate(options.training, options.tpu.use_tpu)
+  except precision.TrainingSetupError as e:
+    raise PretrainingInputError(str(e)) from e
+  steps = options.training.gradient_accumulation_steps
+  if options.train_batch_size % steps:
+    raise PretrainingInputError(
+        "--train_batch_size=%d is not a multiple of "
+        "--gradient_accumulation_steps=%d" % (options.train_batch_size, steps))
   if options.masked_lm_budget:
     # Upstream defines the flag and parses `token_boundary` for it, but has no
     # online masking to consume it.
@@ -636,8 +657,15 @@ def prepare(options):
   return _Plan(albert_config, input_files, init_checkpoint)
 
 
-def make_estimator(options, plan):
-  """The TPUEstimator (a plain one on CPU/GPU) of the run."""
+def make_estimator(options, plan, training_plan=None):
+  """The TPUEstimator (a plain one on CPU/GPU) of the run.
+
+  `training_plan` (`precision.plan`): precision, accumulation, strategy;
+  a micro-batch of train_batch_size / K examples is fed per session run.
+  """
+  training_plan = training_plan or precision.plan(
+      options.training, options.tpu.use_tpu)
+  micro_batches = options.training.gradient_accumulation_steps
   model_fn = model_fn_builder(
       albert_config=plan.albert_config,
       init_checkpoint=plan.init_checkpoint,
@@ -649,11 +677,17 @@ def make_estimator(options, plan):
       optimizer=options.optimizer,
       poly_power=options.poly_power,
       start_warmup_step=options.start_warmup_step,
-      init_from_group0=options.init_from_group0)
+      init_from_group0=options.init_from_group0,
+      compute_dtype=training_plan.compute_dtype,
+      train_options=optimization.TrainOptions(
+          gradient_accumulation_steps=micro_batches,
+          loss_scale=training_plan.loss_scale))
   return estimator_utils.make_estimator(
       model_fn, options.tpu, options.output_dir,
-      train_batch_size=options.train_batch_size,
-      eval_batch_size=options.eval_batch_size)
+      train_batch_size=options.train_batch_size // micro_batches,
+      eval_batch_size=options.eval_batch_size,
+      session_config=precision.session_config(training_plan),
+      strategy=precision.make_strategy(training_plan))
 
 
 def _input_fn(options, input_files, is_training):
@@ -764,6 +798,10 @@ def run(options):
   Raises PretrainingInputError (one line, nothing written) for bad input,
   flags, or an output_dir in use by another training run.
   """
+  try:
+    precision.configure_cpu_replicas(options.training)
+  except precision.TrainingSetupError as e:
+    raise PretrainingInputError(str(e)) from e
   plan = prepare(options)
   if not options.do_train:
     evaluate(make_estimator(options, plan), options, plan.input_files)

@@ -23,6 +23,16 @@ Features go to TFRecord files with upstream's keys plus `label_mask`:
 input_ids, input_mask, segment_ids, label_ids, label_mask, is_real_example.
 Padding examples (is_real_example=0) fill the last batch so that TPU batch
 shapes stay fixed; they are excluded from loss and metrics.
+
+Length-aware batching (CPU/GPU; TPU keeps fixed [batch, max_seq_length]):
+records stay padded to max_seq_length on disk, and the input_fn cuts the
+padding off again. Training (`bucket_boundaries`) groups windows of similar
+length into batches (`tf.data.Dataset.bucket_by_sequence_length`) padded
+to their longest window; evaluation and prediction (`trim_to_batch`) pad
+each batch to its longest window, and `length_order` sorts windows longest
+first so that a batch holds similar lengths. Padding positions carry no
+label, no attention and no loss, so losses and predictions are those of
+fixed padding (up to float rounding).
 """
 import collections
 import time
@@ -245,15 +255,66 @@ def name_to_features(seq_length):
   return spec
 
 
+SEQUENCE_KEYS = ("input_ids", "input_mask", "segment_ids", "label_ids",
+                 "label_mask")
+
+
+def default_bucket_boundaries(max_seq_length):
+  """Window-length bucket edges: 16, 24, 32, 48, 64, 96, ... < max."""
+  edges, edge = [], 16
+  while edge < max_seq_length:
+    edges.append(edge)
+    edges.append(edge * 3 // 2)
+    edge *= 2
+  return sorted(e for e in set(edges) if e < max_seq_length)
+
+
+def _trim_example(example):
+  """One window without its trailing padding (at least 1 position)."""
+  length = tf.maximum(tf.reduce_sum(example["input_mask"]), 1)
+  out = dict(example)
+  for key in SEQUENCE_KEYS:
+    out[key] = example[key][:length]
+  return out
+
+
+def _trim_batch(batch):
+  """A batch cut to its longest window (at least 1 position)."""
+  length = tf.maximum(tf.reduce_max(tf.reduce_sum(batch["input_mask"], 1)),
+                      1)
+  out = dict(batch)
+  for key in SEQUENCE_KEYS:
+    out[key] = batch[key][:, :length]
+  return out
+
+
+def bucket_batches(dataset, batch_size, boundaries, drop_remainder):
+  """Batches of windows of similar length, each padded to its longest."""
+  dataset = dataset.map(_trim_example, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.bucket_by_sequence_length(
+      lambda example: tf.shape(example["input_ids"])[0],
+      bucket_boundaries=list(boundaries),
+      bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+      drop_remainder=drop_remainder)
+
+
+def length_order(features):
+  """Indices of `features`, longest window first (stable)."""
+  lengths = [sum(f.input_mask) for f in features]
+  return sorted(range(len(features)), key=lambda i: -lengths[i])
+
+
 def file_based_input_fn_builder(input_file, seq_length, is_training,
                                 drop_remainder, shuffle_buffer=1000,
-                                seed=None):
+                                seed=None, bucket_boundaries=None,
+                                trim_to_batch=False):
   """An `input_fn` for TPUEstimator reading a file written by write_tfrecord.
 
   Training shuffles before repeating: with `shuffle_buffer` >= the number of
   records each epoch is a fresh permutation, and a restarted input pipeline
   (one `train` call per checkpoint) does not replay the head of the file.
-  `seed` fixes the shuffle order.
+  `seed` fixes the shuffle order. `bucket_boundaries` (training) and
+  `trim_to_batch` give length-aware batches (CPU/GPU only; module doc).
   """
   spec = name_to_features(seq_length)
 
@@ -270,7 +331,12 @@ def file_based_input_fn_builder(input_file, seq_length, is_training,
                     reshuffle_each_iteration=True)
       d = d.repeat()
     d = d.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    d = d.batch(batch_size, drop_remainder=drop_remainder)
+    if bucket_boundaries:
+      d = bucket_batches(d, batch_size, bucket_boundaries, drop_remainder)
+    else:
+      d = d.batch(batch_size, drop_remainder=drop_remainder)
+      if trim_to_batch:
+        d = d.map(_trim_batch)
     return d.prefetch(tf.data.AUTOTUNE)
 
   return input_fn

@@ -6,6 +6,11 @@ dropout 0.1 while training, then one dense layer per piece to label logits
 The loss is the cross-entropy averaged over positions with `label_mask` 1
 of real examples (`is_real_example` 1), so sub-word pieces, [CLS]/[SEP],
 sequence padding and batch-padding examples contribute nothing.
+
+Batches may be shorter than max_seq_length (length-bucketed input, see
+bio.ner.features): the graph takes any sequence length up to the config's
+max_position_embeddings. `compute_dtype` and `train_options` select mixed
+precision, accumulation and loss scaling (albert.precision).
 """
 from absl import logging
 import tensorflow.compat.v1 as tf
@@ -80,7 +85,8 @@ def _restore_encoder(init_checkpoint, use_tpu):
 def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      optimizer="adamw", use_one_hot_embeddings=False,
-                     dropout_prob=0.1, seed=None):
+                     dropout_prob=0.1, seed=None, compute_dtype=tf.float32,
+                     train_options=None):
   """Returns a `model_fn` closure for TPUEstimator.
 
   `seed` (optional) is the graph-level seed of the model's graph: with it,
@@ -108,7 +114,8 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
         input_ids=input_ids,
         input_mask=features["input_mask"],
         token_type_ids=features["segment_ids"],
-        use_one_hot_embeddings=use_one_hot_embeddings)
+        use_one_hot_embeddings=use_one_hot_embeddings,
+        compute_dtype=compute_dtype)
 
     # Only training reads init_checkpoint: eval and predict always restore a
     # fine-tuned checkpoint of the model directory over it.
@@ -132,7 +139,7 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
     if mode == tf.estimator.ModeKeys.TRAIN:
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps,
-          use_tpu, optimizer)
+          use_tpu, optimizer, train_options=train_options)
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, train_op=train_op,
           scaffold_fn=scaffold_fn)

@@ -31,6 +31,8 @@ from albert import common_flags
 from albert import estimator_utils
 from albert import file_utils
 from albert import modeling
+from albert import optimization
+from albert import precision
 from albert import tokenization
 from albert import vocab_record
 from bio.ner import iob
@@ -75,6 +77,13 @@ class NerOptions:
   overwrite: bool = False
   tpu: estimator_utils.TpuOptions = estimator_utils.TpuOptions(
       iterations_per_loop=200, save_checkpoints_steps=200)
+  training: precision.TrainingOptions = precision.TrainingOptions()
+  length_bucketing: bool = True
+
+  def length_aware(self):
+    """Length-bucketed training and length-sorted, batch-padded dev/test
+    prediction: on CPU/GPU unless turned off (TPU keeps fixed shapes)."""
+    return self.length_bucketing and not self.tpu.use_tpu
 
 
 def define_flags(flag_values=flags.FLAGS):
@@ -132,15 +141,23 @@ def define_flags(flag_values=flags.FLAGS):
   common_flags.define_tpu_flags(iterations_per_loop=200,
                                 save_checkpoints_steps=200,
                                 keep_checkpoint_max=5, **kw)
+  common_flags.define_training_flags(**kw)
+  flags.DEFINE_bool(
+      "length_bucketing", True,
+      "CPU/GPU: batch training windows of similar length padded to their "
+      "longest, and pad dev/test batches to their longest window (sorted "
+      "by length), instead of padding all to --max_seq_length. Same "
+      "examples, loss per label and predictions; ignored on TPU.", **kw)
 
 
 def options_from_flags(flag_values):
   """A `NerOptions` from parsed flags (those of `define_flags`)."""
   fields = {f.name for f in dataclasses.fields(NerOptions)}
-  fields -= {"tokenizer", "tpu"}
+  fields -= {"tokenizer", "tpu", "training"}
   return NerOptions(
       tokenizer=common_flags.TokenizerOptions.from_flags(flag_values),
       tpu=estimator_utils.TpuOptions.from_flags(flag_values),
+      training=precision.TrainingOptions.from_flags(flag_values),
       **{name: flag_values[name].value for name in fields})
 
 
@@ -296,6 +313,13 @@ def check_options(opts):
     raise NerRunError("--max_seq_length must be at least 3")
   if opts.warmup_step < 0:
     raise NerRunError("--warmup_step must be >= 0")
+  try:
+    precision.validate(opts.training, opts.tpu.use_tpu)
+  except precision.TrainingSetupError as e:
+    raise NerRunError(str(e)) from e
+  if opts.train_batch_size % opts.training.gradient_accumulation_steps:
+    raise NerRunError("--train_batch_size must be a multiple of "
+                      "--gradient_accumulation_steps")
   if opts.overwrite and not opts.do_train:
     raise NerRunError("--overwrite starts a run afresh: it needs --do_train")
 
@@ -365,11 +389,16 @@ def check_run_dir(opts, inputs, init_checkpoint):
 
 
 def predict_sentences(estimator, features, sentences, input_file, checkpoint,
-                      id_to_label, name):
-  """Word-level predicted labels of `sentences` with `checkpoint`."""
+                      id_to_label, name, order=None):
+  """Word-level predicted labels of `sentences` with `checkpoint`.
+
+  `order` (from `write_padded_tfrecord`): the file holds the features in
+  this order, length-sorted, and each batch is padded to its longest one.
+  """
   input_fn = ner_features.file_based_input_fn_builder(
       input_file, len(features[0].input_ids), is_training=False,
-      drop_remainder=True)
+      drop_remainder=True, trim_to_batch=order is not None)
+  in_file = features if order is None else [features[i] for i in order]
   started = time.time()
   predicted = []
   log_every = 2000
@@ -389,13 +418,20 @@ def predict_sentences(estimator, features, sentences, input_file, checkpoint,
                os.path.basename(checkpoint), elapsed,
                len(sentences) / max(elapsed, 1e-9))
   return ner_features.assemble_predictions(
-      features, predicted, [len(s.tokens) for s in sentences], id_to_label)
+      in_file, predicted, [len(s.tokens) for s in sentences], id_to_label)
 
 
-def write_padded_tfrecord(features, batch_size, max_seq_length, path):
+def write_padded_tfrecord(features, batch_size, max_seq_length, path,
+                          sort=False):
+  """Writes the features padded to a batch multiple; returns the order of
+  the features in the file (longest first) with `sort`, else None."""
+  order = ner_features.length_order(features) if sort else None
+  if order is not None:
+    features = [features[i] for i in order]
   padded = ner_features.pad_to_batch_multiple(features, batch_size,
                                               max_seq_length)
   ner_features.write_tfrecord(padded, path)
+  return order
 
 
 class DevSelector(object):
@@ -406,7 +442,7 @@ class DevSelector(object):
   """
 
   def __init__(self, opts, estimator, sentences, features, input_file,
-               label_list, dev_path):
+               label_list, dev_path, order=None):
     self.opts = opts
     self.estimator = estimator
     self.sentences = sentences
@@ -414,6 +450,7 @@ class DevSelector(object):
     self.input_file = input_file
     self.label_list = label_list
     self.dev_path = dev_path
+    self.order = order
     self.records = []  # dicts: step, checkpoint, metrics...
     self.best = None
     self.best_checkpoint = None
@@ -452,7 +489,7 @@ class DevSelector(object):
     started = time.time()
     predicted = predict_sentences(self.estimator, self.features,
                                   self.sentences, self.input_file, prefix,
-                                  self.label_list, "dev")
+                                  self.label_list, "dev", self.order)
     gold = [s.labels for s in self.sentences]
     record = {"step": step, "checkpoint": os.path.basename(prefix)}
     record.update(summarize(ner_metrics.evaluate(gold, predicted)))
@@ -536,9 +573,13 @@ def _train_steps(opts, estimator, input_fn, hooks, selector):
 
 def train(opts, estimator, train_file, num_examples, selector=None):
   """Trains to --train_step; with a selector, evaluates each new checkpoint."""
+  boundaries = None
+  if opts.length_aware():
+    boundaries = ner_features.default_bucket_boundaries(opts.max_seq_length)
   input_fn = ner_features.file_based_input_fn_builder(
       train_file, opts.max_seq_length, is_training=True, drop_remainder=True,
-      shuffle_buffer=num_examples, seed=opts.seed)
+      shuffle_buffer=num_examples, seed=opts.seed,
+      bucket_boundaries=boundaries)
   every = max(1, min(100, opts.tpu.save_checkpoints_steps // 2))
   started = time.time()
   existing = run_dir.list_checkpoints(opts.output_dir)
@@ -625,6 +666,10 @@ def run(opts):
   then holds the directory's lock (`file_utils.DirLock`).
   """
   check_options(opts)
+  try:
+    precision.configure_cpu_replicas(opts.training)
+  except precision.TrainingSetupError as e:
+    raise NerRunError(str(e)) from e
   inputs = _Inputs(opts)
   init_checkpoint = check_init_checkpoint(opts, inputs.albert_config)
   check_run_dir(opts, inputs, init_checkpoint)
@@ -656,7 +701,9 @@ def _start_run_dir(opts, inputs, init_checkpoint):
 
 
 def _estimators(opts, inputs, init_checkpoint):
-  """(estimator for training and test, estimator for dev predictions)."""
+  """(estimator for training, for test and for dev predictions)."""
+  plan = precision.plan(opts.training, opts.tpu.use_tpu)
+  micro_batches = opts.training.gradient_accumulation_steps
   model_fn = ner_model.model_fn_builder(
       albert_config=inputs.albert_config,
       num_labels=len(inputs.label_list),
@@ -667,15 +714,27 @@ def _estimators(opts, inputs, init_checkpoint):
       use_tpu=opts.tpu.use_tpu,
       optimizer=opts.optimizer,
       use_one_hot_embeddings=opts.tpu.use_tpu,
-      seed=opts.seed)
+      seed=opts.seed,
+      compute_dtype=plan.compute_dtype,
+      train_options=optimization.TrainOptions(
+          gradient_accumulation_steps=micro_batches,
+          loss_scale=plan.loss_scale))
+  config = precision.session_config(plan)
+  batch = opts.train_batch_size // micro_batches
   estimator = estimator_utils.make_estimator(
-      model_fn, opts.tpu, opts.output_dir, opts.train_batch_size,
-      opts.eval_batch_size, predict_batch_size=_predict_batch(opts))
+      model_fn, opts.tpu, opts.output_dir, batch, opts.eval_batch_size,
+      predict_batch_size=_predict_batch(opts), session_config=config)
+  train_estimator = estimator
+  strategy = precision.make_strategy(plan)
+  if strategy is not None:
+    train_estimator = estimator_utils.make_estimator(
+        model_fn, opts.tpu, opts.output_dir, batch, opts.eval_batch_size,
+        session_config=config, strategy=strategy)
   # Dev predictions go through PREDICT mode at the eval batch size.
   dev_estimator = estimator_utils.make_estimator(
-      model_fn, opts.tpu, opts.output_dir, opts.train_batch_size,
-      opts.eval_batch_size, predict_batch_size=opts.eval_batch_size)
-  return estimator, dev_estimator
+      model_fn, opts.tpu, opts.output_dir, batch, opts.eval_batch_size,
+      predict_batch_size=opts.eval_batch_size, session_config=config)
+  return train_estimator, estimator, dev_estimator
 
 
 def _predict_batch(opts):
@@ -684,16 +743,18 @@ def _predict_batch(opts):
 
 def _make_selector(opts, inputs, dev_features, dev_estimator):
   dev_file = os.path.join(opts.output_dir, "dev.tf_record")
-  write_padded_tfrecord(dev_features, opts.eval_batch_size,
-                        opts.max_seq_length, dev_file)
+  order = write_padded_tfrecord(dev_features, opts.eval_batch_size,
+                                opts.max_seq_length, dev_file,
+                                sort=opts.length_aware())
   return DevSelector(opts, dev_estimator, inputs.splits["dev"],
                      dev_features, dev_file, inputs.label_list,
-                     inputs.paths["dev"])
+                     inputs.paths["dev"], order)
 
 
 def _run_locked(opts, inputs, init_checkpoint, features):
   """The run proper, once inputs are checked and the directory is ours."""
-  estimator, dev_estimator = _estimators(opts, inputs, init_checkpoint)
+  train_estimator, estimator, dev_estimator = _estimators(
+      opts, inputs, init_checkpoint)
   summary = {"output_dir": opts.output_dir, "data_dir": inputs.data_dir}
   selector = None
   if opts.do_eval:
@@ -704,8 +765,8 @@ def _run_locked(opts, inputs, init_checkpoint, features):
     logging.info("training: %d sentences, %d features, %d steps of batch %d",
                  len(inputs.splits["train"]), len(features["train"]),
                  opts.train_step, opts.train_batch_size)
-    summary.update(train(opts, estimator, train_file, len(features["train"]),
-                         selector))
+    summary.update(train(opts, train_estimator, train_file,
+                         len(features["train"]), selector))
   elif selector is not None:
     selector.evaluate_new()
   checkpoint = _choose_checkpoint(opts, selector, summary)
@@ -736,12 +797,13 @@ def _choose_checkpoint(opts, selector, summary):
 def _test(opts, inputs, test_features, estimator, checkpoint, summary):
   """Tags the test split with `checkpoint`; writes the test outputs."""
   test_file = os.path.join(opts.output_dir, "test.tf_record")
-  write_padded_tfrecord(test_features, _predict_batch(opts),
-                        opts.max_seq_length, test_file)
+  order = write_padded_tfrecord(test_features, _predict_batch(opts),
+                                opts.max_seq_length, test_file,
+                                sort=opts.length_aware())
   started = time.time()
   predicted = predict_sentences(estimator, test_features,
                                 inputs.splits["test"], test_file,
-                                checkpoint, inputs.label_list, "test")
+                                checkpoint, inputs.label_list, "test", order)
   elapsed = time.time() - started
   extra = {"predict_seconds": round(elapsed, 1),
            "predict_sentences_per_sec": round(

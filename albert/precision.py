@@ -1,0 +1,208 @@
+"""Where and how training computes: precision, accumulation, replicas, XLA.
+
+One implementation behind run_pretraining.py and run_ner.py (flags:
+`common_flags.define_training_flags`; options: `TrainingOptions`).
+
+  opts = TrainingOptions.from_flags(flags.FLAGS)
+  plan = precision.plan(opts, use_tpu=False)   # finds devices, logs, warns
+  config = precision.session_config(plan)      # grappler / XLA settings
+  strategy = precision.make_strategy(plan)     # None, Mirrored, MultiWorker
+
+Precision (`--precision`). Variables, optimizer state, the loss and the
+attention softmax stay float32 in every mode; only matmuls and
+activations go low:
+- fp32: nothing changes (the reference path).
+- bf16 on CPU: grappler's `auto_mixed_precision_onednn_bfloat16` rewrite
+  (session config) turns matmuls, einsums and activations into oneDNN
+  bfloat16 kernels with casts around them; softmax, layer-norm moments and
+  reductions stay float32 by the rewrite's own lists.
+- bf16 on TPU or GPU: explicit casts. The encoder reads float32 variables
+  through a custom getter that casts them to bfloat16 (`plan.compute_dtype`
+  -> `modeling.AlbertModel(compute_dtype=...)`);
+  layer norm and the attention softmax (with its mask) run in float32;
+  the encoder output is cast back to float32 for the heads and the loss.
+- fp16 (GPU): grappler's `auto_mixed_precision` (CUDA) rewrite plus dynamic
+  loss scaling (`optimization.DynamicLossScale`, whose scale is a variable
+  in the checkpoint). On CPU the rewrite has no fp16 kernels to use, so the
+  graph runs float32 with the loss scaling in place (a warning says so).
+
+Upstream ALBERT trains float32 on one TPU slice only; none of this exists
+there.
+"""
+import dataclasses
+import json
+import os
+
+from absl import logging
+import tensorflow.compat.v1 as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+
+
+class TrainingSetupError(ValueError):
+  """A training setting that cannot work (reported as one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingOptions:
+  """The flags of `common_flags.define_training_flags`."""
+  precision: str = "fp32"
+  gradient_accumulation_steps: int = 1
+  distribution: str = "none"
+  num_cpu_replicas: int = 0
+  use_xla: bool = False
+
+  @classmethod
+  def from_flags(cls, flag_values):
+    return cls(**{f.name: flag_values[f.name].value
+                  for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What `plan` decided: the device kind and how each setting is done."""
+  options: TrainingOptions
+  device: str          # "tpu", "gpu" or "cpu"
+  num_gpus: int
+  rewrite: str         # grappler mixed-precision rewrite, or ""
+  compute_dtype: object  # tf.float32 or tf.bfloat16 (explicit casts)
+  loss_scale: bool     # dynamic loss scaling
+
+
+def validate(opts, use_tpu):
+  """Raises TrainingSetupError for settings no run can use."""
+  if opts.precision not in PRECISIONS:
+    raise TrainingSetupError("--precision must be one of %s, got %r" %
+                             ("|".join(PRECISIONS), opts.precision))
+  if opts.distribution not in DISTRIBUTIONS:
+    raise TrainingSetupError("--distribution must be one of %s, got %r" %
+                             ("|".join(DISTRIBUTIONS), opts.distribution))
+  if opts.gradient_accumulation_steps < 1:
+    raise TrainingSetupError("--gradient_accumulation_steps must be >= 1")
+  if opts.num_cpu_replicas < 0:
+    raise TrainingSetupError("--num_cpu_replicas must be >= 0")
+  if use_tpu:
+    if opts.distribution != "none":
+      raise TrainingSetupError(
+          "--distribution is for CPU/GPU: on TPU, TPUEstimator shards "
+          "over --num_tpu_cores already")
+    if opts.precision == "fp16":
+      raise TrainingSetupError("TPUs have no fp16: use --precision=bf16")
+    if opts.use_xla:
+      raise TrainingSetupError("--use_xla is for CPU/GPU (TPU is XLA)")
+    if opts.gradient_accumulation_steps > 1:
+      raise TrainingSetupError(
+          "--gradient_accumulation_steps is for CPU/GPU; on TPU use more "
+          "cores for a larger batch")
+
+
+def visible_gpus():
+  return tf.config.list_physical_devices("GPU")
+
+
+def plan(opts, use_tpu=False):
+  """Checks `opts` against the devices found; logs and returns a `Plan`."""
+  validate(opts, use_tpu)
+  gpus = [] if use_tpu else visible_gpus()
+  device = "tpu" if use_tpu else ("gpu" if gpus else "cpu")
+  rewrite, dtype, loss_scale = "", tf.float32, False
+  if opts.precision == "bf16":
+    if device == "cpu":
+      rewrite = "auto_mixed_precision_onednn_bfloat16"
+    else:
+      dtype = tf.bfloat16
+  elif opts.precision == "fp16":
+    rewrite, loss_scale = "auto_mixed_precision", True
+  result = Plan(opts, device, len(gpus), rewrite, dtype, loss_scale)
+  _log_plan(result)
+  return result
+
+
+def _log_plan(p):
+  opts = p.options
+  cpus = tf.config.list_physical_devices("CPU")
+  logging.info(
+      "Devices: %s; %d CPU, %d GPU. Training: precision %s (%s), "
+      "gradient_accumulation_steps %d, distribution %s, XLA %s.",
+      p.device.upper(), len(cpus), p.num_gpus, opts.precision,
+      describe(p), opts.gradient_accumulation_steps, opts.distribution,
+      "on" if opts.use_xla else "off")
+  if p.device == "cpu":
+    if opts.precision == "fp16":
+      logging.warning(
+          "--precision=fp16 is a GPU setting but no GPU is visible: the "
+          "graph runs float32 on CPU (with loss scaling); use bf16 on CPU.")
+    if opts.distribution == "mirrored" and not opts.num_cpu_replicas:
+      logging.warning(
+          "--distribution=mirrored without a visible GPU: one CPU replica "
+          "(set --num_cpu_replicas=N to test with N logical CPUs).")
+    if opts.use_xla:
+      logging.info("--use_xla on CPU: measured slower for ALBERT here; "
+                   "meant for GPUs (see README).")
+
+
+def describe(p):
+  if p.options.precision == "fp32":
+    return "float32"
+  if p.rewrite == "auto_mixed_precision_onednn_bfloat16":
+    return "oneDNN bfloat16 graph rewrite, float32 variables"
+  if p.rewrite == "auto_mixed_precision":
+    return "CUDA float16 graph rewrite + dynamic loss scaling"
+  return "bfloat16 compute through casts, float32 variables"
+
+
+def session_config(p):
+  """A ConfigProto with the plan's grappler rewrite and XLA setting (None
+  on TPU, where TPUEstimator makes its own)."""
+  if p.device == "tpu":
+    return None
+  config = tf.ConfigProto(allow_soft_placement=True)
+  rewrites = config.graph_options.rewrite_options
+  if p.rewrite:
+    setattr(rewrites, p.rewrite, rewriter_config_pb2.RewriterConfig.ON)
+  if p.options.use_xla:
+    config.graph_options.optimizer_options.global_jit_level = (
+        tf.OptimizerOptions.ON_1)
+  return config
+
+
+def configure_cpu_replicas(opts):
+  """Splits the CPU into `num_cpu_replicas` logical devices (for mirrored
+  runs without GPUs). Must run before TensorFlow's runtime starts."""
+  if opts.distribution == "none" or opts.num_cpu_replicas < 2:
+    return
+  cpu = tf.config.list_physical_devices("CPU")[0]
+  configs = [tf.config.LogicalDeviceConfiguration()] * opts.num_cpu_replicas
+  try:
+    tf.config.set_logical_device_configuration(cpu, configs)
+  except RuntimeError as e:
+    found = len(tf.config.list_logical_devices("CPU"))
+    if found != opts.num_cpu_replicas:
+      raise TrainingSetupError(
+          "--num_cpu_replicas=%d: TensorFlow already started with %d CPU "
+          "devices (%s)" % (opts.num_cpu_replicas, found, e)) from e
+
+
+def make_strategy(p):
+  """None (one device), a MirroredStrategy or a MultiWorkerMirroredStrategy
+  for the Estimator's train_distribute."""
+  opts = p.options
+  if opts.distribution == "none":
+    return None
+  if opts.distribution == "multi_worker":
+    if "TF_CONFIG" not in os.environ:
+      raise TrainingSetupError(
+          "--distribution=multi_worker reads the cluster from TF_CONFIG, "
+          "which is not set")
+    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+    logging.info("multi_worker cluster from TF_CONFIG: %s", cluster)
+    return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+  if p.num_gpus:
+    devices = ["/gpu:%d" % i for i in range(p.num_gpus)]
+  else:
+    count = max(1, opts.num_cpu_replicas)
+    devices = ["/cpu:%d" % i for i in range(count)]
+  logging.info("MirroredStrategy over %s", ", ".join(devices))
+  return tf.distribute.MirroredStrategy(devices=devices)
