@@ -126,7 +126,8 @@ def check_paths(input_path, output_path):
 
 def tag_file(tagger, input_path, output_path, output_format="jsonl",
              input_format="auto", batch_size=16, log_every=100,
-             resume=False, strict=False, problems=None, run=None):
+             resume=False, strict=False, problems=None, run=None,
+             part_documents=1000):
   """Tags every document of `input_path`; returns (documents, entities).
 
   Malformed documents are skipped into `problems` (a list; --strict stops
@@ -147,7 +148,8 @@ def tag_file(tagger, input_path, output_path, output_format="jsonl",
              **_input_identity(input_path))
   with writers.OutputFile(output_path, output_format,
                           writers.collection_info(input_path),
-                          resume=resume, run=run) as out:
+                          resume=resume, run=run,
+                          part_docs=part_documents) as out:
     batch = []
 
     def flush():
@@ -212,6 +214,9 @@ def define_flags():
   flags.DEFINE_bool("resume", False, "Write the output in parts (hidden "
                     "directory beside it); a re-run skips the documents of "
                     "the parts a killed run left.")
+  flags.DEFINE_integer("part_documents", 1000, "With --resume: documents "
+                       "per part (a part also ends after a minute).",
+                       lower_bound=1)
   flags.DEFINE_bool("strict", False, "Stop at the first malformed document "
                     "(default: report it, skip it, go on; exit status 1).")
   flags.DEFINE_integer("batch_size", 16, "Documents per model call.")
@@ -226,7 +231,7 @@ def main(_):
     docs, ents = tag_file(
         tagger, FLAGS.input, FLAGS.output, FLAGS.format, FLAGS.input_format,
         FLAGS.batch_size, resume=FLAGS.resume, strict=FLAGS.strict,
-        problems=problems,
+        problems=problems, part_documents=FLAGS.part_documents,
         run={"saved_model": os.path.abspath(FLAGS.saved_model)})
   except documents.InputError as e:
     sys.stderr.write("bio.serving.tag: error: %s\n" % e)
