@@ -39,6 +39,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest"],
+        # CUDA wheels for GPU training (albert/precision.py): fp16/bf16,
+        # --distribution=mirrored|multi_worker.
+        "gpu": ["tensorflow[and-cuda]==2.15.1"],
         "beam": ["apache-beam[tfrecord]==2.77.0"],
         # Hugging Face interoperability (albert.export_hf/import_hf): writing
         # needs safetensors only; the tests load the exports with torch.
