@@ -130,6 +130,10 @@ def _log_plan(p):
       describe(p), opts.gradient_accumulation_steps, opts.distribution,
       "on" if opts.use_xla else "off")
   if p.device == "cpu":
+    if opts.precision == "bf16" and not cpu_has_bf16():
+      logging.warning(
+          "--precision=bf16: this CPU has no AVX512-BF16/AMX, so TensorFlow "
+          "skips the oneDNN bfloat16 rewrite and the graph runs float32.")
     if opts.precision == "fp16":
       logging.warning(
           "--precision=fp16 is a GPU setting but no GPU is visible: the "
@@ -141,6 +145,18 @@ def _log_plan(p):
     if opts.use_xla:
       logging.info("--use_xla on CPU: measured slower for ALBERT here; "
                    "meant for GPUs (see README).")
+
+
+def cpu_has_bf16():
+  """Whether the CPU has native bfloat16 (AVX512-BF16 or AMX-BF16), which
+  TensorFlow's oneDNN bfloat16 rewrite needs (it is skipped otherwise)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      flags_line = next((l for l in f if l.startswith("flags")), "")
+  except OSError:
+    return False
+  found = set(flags_line.split())
+  return bool(found & {"avx512_bf16", "amx_bf16"})
 
 
 def describe(p):
