@@ -120,16 +120,8 @@ def collapse_label(label):
   return parse_label(label)[0]
 
 
-def parse_iob_file(path, collapse_types=False):
-  """Reads one token-per-line file; see the module docstring.
-
-  Returns:
-    An IobFile.
-  Raises:
-    NerFormatError: bad UTF-8, a line without a tab or with extra columns, an
-      empty token or one containing whitespace, a label outside B/I/O/E/S,
-      or a file without sentences.
-  """
+def _read_lines(path):
+  """The file's lines, decoded as strict UTF-8, without a BOM or CRs."""
   with open(path, "rb") as f:
     data = f.read()
   try:
@@ -141,62 +133,80 @@ def parse_iob_file(path, collapse_types=False):
     text = text[1:]
   if "\r" in text:
     text = text.replace("\r\n", "\n")
-  all_lines = text.split("\n")
-  if all_lines and not all_lines[-1]:
-    all_lines.pop()
+  lines = text.split("\n")
+  if lines and not lines[-1]:
+    lines.pop()
+  return lines
 
+
+def _parse_row(path, line_no, line, label_cache):
+  """(token, label, (prefix, type)) of one token line; raises on bad rows.
+
+  `label_cache` maps labels already parsed (corpora use a handful)."""
+  fields = line.split("\t")
+  if len(fields) != 2:
+    problem = "no tab" if len(fields) == 1 else "%d columns" % len(fields)
+    raise NerFormatError(
+        path, line_no,
+        "%s: expected 'token<TAB>label', got %r" % (problem, line))
+  token, label = fields[0].strip(" "), fields[1].strip(" ")
+  if token == DOCSTART:
+    return token, label, None
+  if not token:
+    raise NerFormatError(path, line_no, "empty token in %r" % line)
+  if len(token.split()) != 1:
+    # Outputs (test_predictions.txt, conlleval) separate columns with
+    # spaces: such a token would be ambiguous there.
+    raise NerFormatError(
+        path, line_no, "token %r contains whitespace; split it into "
+        "tokens (one per line) or replace the whitespace" % token)
+  pair = label_cache.get(label)
+  if pair is None:
+    try:
+      pair = label_cache[label] = parse_label(label)
+    except ValueError as e:
+      raise NerFormatError(path, line_no, str(e)) from e
+  return token, label, pair
+
+
+def parse_iob_file(path, collapse_types=False):
+  """Reads one token-per-line file; see the module docstring.
+
+  Returns:
+    An IobFile.
+  Raises:
+    NerFormatError: bad UTF-8, a line without a tab or with extra columns, an
+      empty token or one containing whitespace, a label outside B/I/O/E/S,
+      or a file without sentences.
+  """
+  all_lines = _read_lines(path)
   sentences, token_lines = [], []
   repairs = collections.Counter()
   num_docstart = 0
-  parsed_cache = {}  # label -> (prefix, type); corpora use a handful of labels
-  tokens, labels, parsed, lines = [], [], [], []
+  label_cache = {}
+  rows = []  # (token, label, parsed label, line number) of this sentence
 
   def flush():
-    if tokens:
-      iob2, fixed = _normalize(labels, parsed)
+    if rows:
+      tokens, labels, parsed, lines = zip(*rows)
+      iob2, fixed = _normalize(list(labels), list(parsed))
       repairs.update(fixed)
       if collapse_types:
         iob2 = [collapse_label(l) for l in iob2]
       sentences.append(Sentence(list(tokens), iob2))
       token_lines.append(list(lines))
-    del tokens[:], labels[:], parsed[:], lines[:]
+    del rows[:]
 
   for line_no, line in enumerate(all_lines, 1):
     if not line or line.isspace():
       flush()
       continue
-    fields = line.split("\t")
-    if len(fields) != 2:
-      if len(fields) == 1:
-        problem = "no tab"
-      else:
-        problem = "%d columns" % len(fields)
-      raise NerFormatError(
-          path, line_no,
-          "%s: expected 'token<TAB>label', got %r" % (problem, line))
-    token, label = fields[0].strip(" "), fields[1].strip(" ")
-    if token == DOCSTART:
+    token, label, pair = _parse_row(path, line_no, line, label_cache)
+    if pair is None:  # -DOCSTART-
       num_docstart += 1
       flush()
       continue
-    if not token:
-      raise NerFormatError(path, line_no, "empty token in %r" % line)
-    if len(token.split()) != 1:
-      # Outputs (test_predictions.txt, conlleval) separate columns with
-      # spaces: such a token would be ambiguous there.
-      raise NerFormatError(
-          path, line_no, "token %r contains whitespace; split it into "
-          "tokens (one per line) or replace the whitespace" % token)
-    pair = parsed_cache.get(label)
-    if pair is None:
-      try:
-        pair = parsed_cache[label] = parse_label(label)
-      except ValueError as e:
-        raise NerFormatError(path, line_no, str(e)) from e
-    tokens.append(token)
-    labels.append(label)
-    parsed.append(pair)
-    lines.append(line_no)
+    rows.append((token, label, pair, line_no))
   flush()
   if not sentences:
     raise NerFormatError(path, max(len(all_lines), 1),
