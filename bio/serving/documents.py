@@ -292,12 +292,13 @@ def _pubtator_annotation(doc_id, cols, text, index):
   return ann
 
 
-def _pubtator_document(lines):
-  """A BioCDocument from one block's decoded lines (or a reason string)."""
+def _pubtator_document(lines, first):
+  """A BioCDocument from one block's decoded lines, the first being line
+  `first` of the file (or a reason string)."""
   head = {}
   for kind in ("t", "a"):
     if not lines or "|%s|" % kind not in lines[0].split("\t", 1)[0]:
-      return "line %d: expected ID|%s|text" % (len(head) + 1, kind)
+      return "line %d: expected ID|%s|text" % (first + len(head), kind)
     doc_id, found, value = lines.pop(0).partition("|%s|" % kind)
     head[kind] = (doc_id, value)
   doc_id = head["t"][0]
@@ -306,7 +307,7 @@ def _pubtator_document(lines):
   doc = new_document(doc_id, [head["t"][1], head["a"][1]],
                      ["title", "abstract"])
   text = document_text(doc)
-  for line in lines:
+  for number, line in enumerate(lines, first + 2):
     cols = line.split("\t")
     if len(cols) == 4 and not cols[1].isdigit():
       rel = bioc.BioCRelation()
@@ -316,10 +317,10 @@ def _pubtator_document(lines):
       doc.add_relation(rel)
       continue
     if len(cols) < 5:
-      return "not an annotation line: %r" % line[:80]
+      return "line %d: not an annotation line: %r" % (number, line[:80])
     ann = _pubtator_annotation(doc_id, cols, text, len(all_annotations(doc)))
     if isinstance(ann, str):
-      return ann
+      return "line %d: %s" % (number, ann)
     passage = doc.passages[0 if int(cols[1]) <= len(head["t"][1]) else 1]
     passage.add_annotation(ann)
   return doc
@@ -334,9 +335,9 @@ def read_pubtator(path, progress=None):
     except UnicodeDecodeError as e:
       yield BadDocument(path, guess, "not valid UTF-8 (%s)" % e)
       continue
-    doc = _pubtator_document(lines)
+    doc = _pubtator_document(lines, start)
     if isinstance(doc, str):
-      yield BadDocument(path, guess, "line %d: %s" % (start, doc))
+      yield BadDocument(path, guess, doc)
     else:
       yield doc
 
