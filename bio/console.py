@@ -25,6 +25,7 @@ COMMANDS = {
     "bioalbert-beam-prepare-corpus": "bio.beam.prepare_corpus",
     "bioalbert-beam-create-pretraining-data":
         "bio.beam.create_pretraining_data",
+    "bioalbert-beam-tag": "bio.beam.tag",
     "bioalbert-demo": "bio.demo",
 }
 
