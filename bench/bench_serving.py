@@ -1,16 +1,34 @@
 """Throughput of the NER SavedModel's serving signature on this machine's CPU.
 
-  python bench/bench_serving.py [--saved_model=DIR] [--config=base|tiny]
+  flock /tmp/bioalbert-bench.lock .venv/bin/python bench/bench_serving.py \
+      [--config=base|tiny] [--texts=sentences|abstracts] [--max_seq_length=128]
 
-Without --saved_model, a model with random weights is exported first (the
-weights do not change the cost): SentencePiece vocabulary trained on the
-PubMed sample, the chosen ALBERT config, 3 labels. Inputs are NCBI-disease
-test sentences. Prints sentences/s and words/s at batch 1, 8 and 64, and
-the batch-64 / batch-1 speed-up measured in the same run.
+A model with random weights is exported once per variant (the weights do
+not change the cost; the classifier is scaled so that labels are varied):
+SentencePiece vocabulary of 2000 pieces trained on the PubMed sample, the
+chosen ALBERT config, 3 labels. Variants, all measured in this run on the
+same texts, each in a fresh process one after the other:
+
+  fixed-fp32    every window padded to max_seq_length (the graph before
+                issue 12; the baseline of every ratio)
+  length-fp32   windows sorted by length, padded per sub-batch
+  length-bf16   the same, encoder in bfloat16 by explicit casts
+  length-onednn length-fp32 run under TF's auto_mixed_precision_onednn_
+                bfloat16 grappler rewrite (a loader-side setting)
+
+Texts: --texts=sentences, NCBI-disease test sentences joined by spaces
+(--sentences at batch 8 and 64, --batch1_sentences at batch 1, the first
+ones); --texts=abstracts, title + abstract of the PubMed sample articles
+(--abstracts of them, at every batch size), which need several windows.
+
+Prints per variant and batch size texts/s and words/s, the ratio to
+fixed-fp32, and how many texts got exactly fixed-fp32's entities (start,
+end, type) with the largest score difference among identical entities.
 """
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,26 +37,32 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bio import paths  # pylint: disable=wrong-import-position
-from bio.ner import iob  # pylint: disable=wrong-import-position
+
+VARIANTS = {  # name: (precision, length_aware, onednn rewrite)
+    "fixed-fp32": ("fp32", False, False),
+    "length-fp32": ("fp32", True, False),
+    "length-bf16": ("bf16", True, False),
+    "length-onednn": ("fp32", True, True),
+}
+BATCHES = (1, 8, 64)
 
 
-def build_random_export(work_dir, config_name, max_seq_length, data_dir):
-  """Exports a random-weight NER model; returns the SavedModel path."""
+def build_run_dir(work_dir, config_name, data_dir):
+  """A run_ner.py-style directory with random weights; returns its path."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from albert import modeling, train_spm  # pylint: disable=g-import-not-at-top
-  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
-  from bio.ner import run_dir as ner_run_files  # pylint: disable=g-import-not-at-top
-  from bio.serving import export  # pylint: disable=g-import-not-at-top
   from bio.corpus import pubmed  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_dir as run_files  # pylint: disable=g-import-not-at-top
   texts = []
   for name in ("pubmed-sample-0001.xml.gz", "pubmed-sample-0002.xml.gz"):
     for article in pubmed.read_file(os.path.join(data_dir, "pubmed", name)):
       texts.extend(pubmed.article_blocks(article))
   spm_file = train_spm.train_sentencepiece_from_texts(
       texts, os.path.join(work_dir, "spm"), vocab_size=2000)
-  config_file = os.path.join(ROOT, "albert", "configs",
-                             "albert_%s.json" % config_name)
-  config = modeling.AlbertConfig.from_json_file(config_file)
+  config = modeling.AlbertConfig.from_json_file(os.path.join(
+      ROOT, "albert", "configs", "albert_%s.json" % config_name))
   config.vocab_size = 2000
   config_file = os.path.join(work_dir, "albert_config.json")
   with open(config_file, "w") as f:
@@ -47,58 +71,165 @@ def build_random_export(work_dir, config_name, max_seq_length, data_dir):
   run_dir = os.path.join(work_dir, "run")
   os.makedirs(os.path.join(run_dir, "best"))
   with tf.Graph().as_default():
-    ids = tf.placeholder(tf.int32, [None, None])
-    model = modeling.AlbertModel(config, False, ids)
+    model = modeling.AlbertModel(config, False,
+                                 tf.placeholder(tf.int32, [None, None]))
     ner_model.token_classifier(model.get_sequence_output(), len(labels),
                                False)
+    with tf.variable_scope("ner", reuse=True):
+      weights = tf.get_variable("output_weights")
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
+      # Logits of standard deviation ~2: varied labels, some near ties.
+      std = 2.0 / config.hidden_size ** 0.5
+      sess.run(weights.assign(np.random.RandomState(0).normal(
+          0, std, weights.shape.as_list())))
       tf.train.Saver().save(sess, os.path.join(run_dir, "best",
                                                "model.ckpt-1"))
-  with open(os.path.join(run_dir, ner_run_files.LABEL_MAP_FILE), "w") as f:
+  with open(os.path.join(run_dir, run_files.LABEL_MAP_FILE), "w") as f:
     json.dump({l: i for i, l in enumerate(labels)}, f)
-  with open(os.path.join(run_dir, ner_run_files.BEST_CHECKPOINT_FILE), "w") as f:
+  with open(os.path.join(run_dir, run_files.BEST_CHECKPOINT_FILE), "w") as f:
     f.write("best/model.ckpt-1\n")
-  export_dir = os.path.join(work_dir, "export")
-  export.export_ner(run_dir, export_dir, albert_config_file=config_file,
-                        spm_model_file=spm_file, max_seq_length=max_seq_length)
-  return export_dir
+  with open(os.path.join(run_dir, run_files.RUN_CONFIG_FILE), "w") as f:
+    json.dump({"albert_config_file": config_file, "spm_model_file": spm_file,
+               "do_lower_case": True}, f)
+  return run_dir
+
+
+def load_texts(args, data_dir):
+  """(texts, kind): the benchmark inputs."""
+  if args.texts == "abstracts":
+    from bio.corpus import pubmed  # pylint: disable=g-import-not-at-top
+    path = os.path.join(data_dir, "pubmed", "pubmed-sample-0001.xml.gz")
+    texts = [" ".join(pubmed.article_blocks(a))
+             for a in pubmed.read_file(path)]
+    return texts[:args.abstracts], "abstracts"
+  from bio.ner import iob  # pylint: disable=g-import-not-at-top
+  sentences = iob.read_iob_file(
+      os.path.join(data_dir, "ner", "NCBI-disease", "test.tsv"))
+  return [" ".join(s.tokens) for s in sentences[:args.sentences]], "sentences"
+
+
+def measure(export_dir, texts_file, batch1_count, rewrite, threads):
+  """In this (fresh) process: {batch: [seconds, texts]} and the entities."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import
+  if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+  if rewrite:
+    tf.config.optimizer.set_experimental_options(
+        {"auto_mixed_precision_onednn_bfloat16": True})
+  with open(texts_file) as f:
+    texts = json.load(f)
+  serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+  serve(text=tf.constant(texts[:8]))  # warm-up: graph and kernel set-up
+  timings = {}
+  for batch in BATCHES:
+    count = batch1_count if batch == 1 else len(texts)
+    outputs = []
+    started = time.perf_counter()
+    for i in range(0, count, batch):
+      outputs.append(serve(text=tf.constant(texts[i:min(i + batch, count)])))
+    timings[batch] = [time.perf_counter() - started, count]
+  return {"timings": timings, "entities": entities_of(outputs)}
+
+
+def entities_of(outputs):
+  """[[start, end, type, score], ...] per text of the serving outputs."""
+  entities = []
+  for out in outputs:
+    out = {k: v.numpy() for k, v in out.items()}
+    for row, n in enumerate(out["num_entities"]):
+      entities.append([[int(out["starts"][row][j]), int(out["ends"][row][j]),
+                        out["types"][row][j].decode(),
+                        float(out["scores"][row][j])] for j in range(n)])
+  return entities
+
+
+def compare(reference, entities):
+  """(texts with identical entities, largest score difference)."""
+  same, worst = 0, 0.0
+  for want, got in zip(reference, entities):
+    if [e[:3] for e in want] == [e[:3] for e in got]:
+      same += 1
+      for w, g in zip(want, got):
+        worst = max(worst, abs(w[3] - g[3]))
+  return same, worst
+
+
+def run_variant(name, run_dir, work_dir, args, texts_file):
+  """Exports one variant and measures it in a fresh process."""
+  from bio.serving import export  # pylint: disable=g-import-not-at-top
+  precision, length_aware, rewrite = VARIANTS[name]
+  export_dir = os.path.join(work_dir, "export-" + name)
+  opts = export.ServingOptions(precision=precision, length_aware=length_aware,
+                               max_batch_tokens=args.max_batch_tokens)
+  export.export_ner(run_dir, export_dir, max_seq_length=args.max_seq_length,
+                    opts=opts)
+  out_file = os.path.join(work_dir, name + ".json")
+  code = ("import json, sys; sys.path.insert(0, %r); "
+          "import bench_serving as b; json.dump(b.measure(%r, %r, %d, %r, %d),"
+          " open(%r, 'w'))" % (os.path.dirname(os.path.abspath(__file__)),
+                               export_dir, texts_file, args.batch1_texts,
+                               rewrite, args.intra_op_threads, out_file))
+  subprocess.run([sys.executable, "-c", code], check=True)
+  with open(out_file) as f:
+    return json.load(f)
+
+
+def report(results, texts, kind, args):
+  words = [len(t.split()) for t in texts]
+  base = results["fixed-fp32"]
+  for batch in BATCHES:
+    seconds, count = base["timings"][str(batch)]
+    print("batch %d (%d %s, %d words):" % (batch, count, kind,
+                                          sum(words[:count])))
+    for name, result in results.items():
+      seconds, count = result["timings"][str(batch)]
+      base_seconds = base["timings"][str(batch)][0]
+      print("  %-14s %7.2f %s/s %8.1f words/s  x%.2f" % (
+          name, count / seconds, kind, sum(words[:count]) / seconds,
+          base_seconds / seconds))
+  print("entities vs fixed-fp32 (batch 64, %d %s):" % (len(texts), kind))
+  for name, result in results.items():
+    same, worst = compare(base["entities"], result["entities"])
+    total = sum(len(e) for e in result["entities"])
+    print("  %-14s %d/%d texts identical (%.2f%%), %d entities, largest "
+          "score difference %.2e" % (name, same, len(texts),
+                                     100.0 * same / len(texts), total, worst))
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--saved_model", default=None)
   parser.add_argument("--config", default="base", choices=["base", "tiny"])
+  parser.add_argument("--texts", default="sentences",
+                      choices=["sentences", "abstracts"])
   parser.add_argument("--max_seq_length", type=int, default=128)
   parser.add_argument("--sentences", type=int, default=256)
+  parser.add_argument("--abstracts", type=int, default=32)
+  parser.add_argument("--batch1_sentences", type=int, default=64)
+  parser.add_argument("--max_batch_tokens", type=int, default=4096)
+  parser.add_argument("--intra_op_threads", type=int, default=0)
+  parser.add_argument("--variants", default=",".join(VARIANTS))
   parser.add_argument("--data_dir", default=None)
   args = parser.parse_args()
   data_dir = paths.resolve_data_dir(args.data_dir)
-  sentences = iob.read_iob_file(
-      os.path.join(data_dir, "ner", "NCBI-disease", "test.tsv"))
-  texts = [" ".join(s.tokens) for s in sentences[:args.sentences]]
-  words = sum(len(s.tokens) for s in sentences[:args.sentences])
-
+  texts, kind = load_texts(args, data_dir)
+  args.batch1_texts = (min(args.batch1_sentences, len(texts))
+                       if kind == "sentences" else len(texts))
+  names = args.variants.split(",")
+  if names[0] != "fixed-fp32":
+    names.insert(0, "fixed-fp32")
+  print("random albert_%s, max_seq_length %d, max_batch_tokens %d, %d %s" % (
+      args.config, args.max_seq_length, args.max_batch_tokens, len(texts),
+      kind))
   with tempfile.TemporaryDirectory() as work_dir:
-    export_dir = args.saved_model or build_random_export(
-        work_dir, args.config, args.max_seq_length, data_dir)
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import
-    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
-    serve(text=tf.constant(texts[:2]))  # warm-up: graph and kernel set-up
-    rates = {}
-    print("model: %s, %d sentences (%d words), max_seq_length %d" % (
-        args.saved_model or "random albert_%s" % args.config, len(texts),
-        words, args.max_seq_length))
-    for batch in (1, 8, 64):
-      started = time.perf_counter()
-      for i in range(0, len(texts), batch):
-        serve(text=tf.constant(texts[i:i + batch]))
-      elapsed = time.perf_counter() - started
-      rates[batch] = len(texts) / elapsed
-      print("batch %3d: %8.1f sentences/s %9.1f words/s" % (
-          batch, rates[batch], words / elapsed))
-    print("speed-up batch 64 / batch 1: %.2fx" % (rates[64] / rates[1]))
+    run_dir = build_run_dir(work_dir, args.config, data_dir)
+    texts_file = os.path.join(work_dir, "texts.json")
+    with open(texts_file, "w") as f:
+      json.dump(texts, f)
+    results = {name: run_variant(name, run_dir, work_dir, args, texts_file)
+               for name in names}
+  report(results, texts, kind, args)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,36 @@ class ExportError(ValueError):
   """A model directory that cannot be exported."""
 
 
+PRECISIONS = ("fp32", "bf16")
+SERVING_OPTIONS_FILE = "serving_options.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServingOptions:
+  """How the serving graph computes (recorded in assets/serving_options.json).
+
+  precision: "fp32", or "bf16" (encoder in bfloat16, float32 variables).
+  length_aware: sort the windows of a request by length and run them in
+    sub-batches padded only to their longest window; False pads every window
+    to max_seq_length in one call (the graph before issue 12).
+  max_batch_tokens: padded pieces per model call (a call has at least one
+    window).
+  length_multiple: widths are rounded up to this, to bound distinct shapes.
+  """
+  precision: str = "fp32"
+  length_aware: bool = True
+  max_batch_tokens: int = 4096
+  length_multiple: int = 16
+
+  def __post_init__(self):
+    if self.precision not in PRECISIONS:
+      raise ExportError("--precision must be one of %s, got %r" %
+                        ("|".join(PRECISIONS), self.precision))
+    if self.max_batch_tokens < 1 or self.length_multiple < 1:
+      raise ExportError("--max_batch_tokens and --length_multiple must be "
+                        ">= 1")
+
+
 def _label_codes(label_list):
   """Per label: prefix code (0 O, 1 B, 2 I) and index of its entity type."""
   types, prefixes, type_ids = [], [], []
@@ -242,36 +272,131 @@ def decode_entities(label_ids, label_probs, word_text, word_starts, word_ends,
 
 
 def _token_model(albert_config, num_labels, input_ids, input_mask,
-                 segment_ids):
-  """Per-piece label probabilities with the training graph's variables."""
+                 segment_ids, precision="fp32"):
+  """Per-piece label probabilities with the training graph's variables.
+
+  With precision "bf16" the encoder computes in bfloat16 through casts of its
+  float32 variables (modeling.AlbertModel's compute_dtype: layer norm and the
+  attention softmax stay float32); the classifier and softmax are float32.
+  """
+  kwargs = {}
+  if precision == "bf16":
+    kwargs["compute_dtype"] = tf.bfloat16
   with tf.variable_scope(tf.get_variable_scope(), reuse=tf.AUTO_REUSE):
-    model = modeling.AlbertModel(
-        config=albert_config, is_training=False, input_ids=input_ids,
-        input_mask=input_mask, token_type_ids=segment_ids,
-        use_one_hot_embeddings=False, scope=ner_model.ENCODER_SCOPE)
+    try:
+      model = modeling.AlbertModel(
+          config=albert_config, is_training=False, input_ids=input_ids,
+          input_mask=input_mask, token_type_ids=segment_ids,
+          use_one_hot_embeddings=False, scope=ner_model.ENCODER_SCOPE,
+          **kwargs)
+    except TypeError as e:
+      raise ExportError("--precision=%s needs modeling.AlbertModel's "
+                        "compute_dtype (%s)" % (precision, e)) from e
     logits = ner_model.token_classifier(model.get_sequence_output(),
                                         num_labels, is_training=False)
-  return tf.nn.softmax(logits, axis=-1)
+  return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+
+def plan_sub_batches(lengths, max_len, opts):
+  """Groups windows into length-homogeneous model calls.
+
+  Args:
+    lengths: int32 [N], real pieces per window ([CLS] and [SEP] included).
+    max_len: int32 scalar, the padded width of the windows (no call is
+      wider).
+    opts: ServingOptions.
+
+  Returns:
+    (order, starts, ends, widths): the windows sorted by padded width (a
+    stable sort), and per call the slice [starts[i], ends[i]) of `order` it
+    runs and its width: the longest window of the call rounded up to a
+    multiple of opts.length_multiple, at most `max_len`. A call holds at
+    most max(1, opts.max_batch_tokens // width) windows.
+  """
+  multiple = opts.length_multiple
+  widths = tf.minimum((lengths + multiple - 1) // multiple * multiple,
+                      max_len)
+  order = tf.argsort(widths, stable=True)
+  sorted_widths = tf.gather(widths, order)
+  rows = tf.maximum(1, opts.max_batch_tokens // tf.maximum(sorted_widths, 1))
+  index = tf.range(tf.size(order))
+  group_start = tf.searchsorted(sorted_widths, sorted_widths, side="left")
+  is_first = tf.equal(tf.math.floormod(index - group_start, rows), 0)
+  starts = tf.boolean_mask(index, is_first)
+  ends = tf.concat([starts[1:], tf.size(order)[None]], axis=0)
+  return order, starts, ends, tf.gather(sorted_widths, starts)
+
+
+def run_length_aware(model_fn, features, lengths, num_labels, opts):
+  """model_fn on `features` in sub-batches of plan_sub_batches.
+
+  Args:
+    model_fn: (input_ids, input_mask, segment_ids) [b, w] -> probabilities
+      [b, w, num_labels].
+    features: dict of int32 [N, S] input_ids, input_mask, segment_ids.
+    lengths: int32 [N]; positions from lengths[i] on are padding.
+
+  Returns:
+    float32 [N, S, num_labels], zero beyond each window's padded width.
+  """
+  max_len = tf.shape(features["input_ids"])[1]
+  order, starts, ends, widths = plan_sub_batches(lengths, max_len, opts)
+  names = ("input_ids", "input_mask", "segment_ids")
+
+  def body(i, outputs):
+    rows = order[starts[i]:ends[i]]
+    inputs = [tf.gather(features[k], rows)[:, :widths[i]] for k in names]
+    probs = model_fn(*inputs)
+    probs = tf.pad(probs, [[0, 0], [0, max_len - widths[i]], [0, 0]])
+    return i + 1, outputs.write(i, probs)
+
+  outputs = tf.TensorArray(tf.float32, size=tf.size(starts),
+                           infer_shape=False,
+                           element_shape=[None, None, num_labels])
+  _, outputs = tf.while_loop(lambda i, _: i < tf.size(starts), body,
+                             [tf.constant(0), outputs],
+                             parallel_iterations=1)
+  sorted_probs = tf.reshape(outputs.concat(), [-1, max_len, num_labels])
+  return tf.gather(sorted_probs, tf.math.invert_permutation(order))
+
+
+def _window_lengths(input_mask):
+  """Per window, one past its last unmasked position (at least 1)."""
+  positions = tf.range(1, tf.shape(input_mask)[1] + 1)
+  return tf.maximum(1, tf.reduce_max(
+      tf.where_v2(tf.not_equal(input_mask, 0), positions[None, :], 0), 1))
+
+
+def _probabilities(albert_config, num_labels, features, opts):
+  """Window probabilities [N, S, labels], as opts says they are computed."""
+  def model_fn(ids, mask, segments):
+    return _token_model(albert_config, num_labels, ids, mask, segments,
+                        opts.precision)
+
+  if not opts.length_aware:
+    return model_fn(features["input_ids"], features["input_mask"],
+                    features["segment_ids"])
+  return run_length_aware(model_fn, features,
+                          _window_lengths(features["input_mask"]),
+                          num_labels, opts)
 
 
 def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
-                     max_seq_length, cls_id, sep_id, unk_id):
+                     max_seq_length, cls_id, sep_id, unk_id, opts=None):
   """Both signatures in the default graph, sharing one set of variables."""
+  opts = opts or ServingOptions()
   num_labels = len(label_list)
-  ids = tf.placeholder(tf.int32, [None, None], "input_ids")
-  mask = tf.placeholder(tf.int32, [None, None], "input_mask")
-  segments = tf.placeholder(tf.int32, [None, None], "segment_ids")
-  probs = _token_model(albert_config, num_labels, ids, mask, segments)
-  tokens_sig = ({"input_ids": ids, "input_mask": mask, "segment_ids": segments},
-                {"label_ids": tf.argmax(probs, -1, output_type=tf.int32),
-                 "probabilities": probs})
+  feed = {k: tf.placeholder(tf.int32, [None, None], k)
+          for k in ("input_ids", "input_mask", "segment_ids")}
+  probs = _probabilities(albert_config, num_labels, feed, opts)
+  tokens_sig = (feed, {"label_ids": tf.argmax(probs, -1, output_type=tf.int32),
+                       "probabilities": probs})
 
   text = tf.placeholder(tf.string, [None], "text")
   words, word_starts, word_ends = split_words(text)
   pieces = word_piece_ids(words, sp_model_bytes, do_lower_case, unk_id)
   win = build_windows(pieces, max_seq_length, cls_id, sep_id)
-  window_probs = _token_model(albert_config, num_labels, win["input_ids"],
-                              win["input_mask"], win["segment_ids"])
+  window_probs = _probabilities(albert_config, num_labels, win, opts)
   word_probs = tf.gather_nd(window_probs, tf.stack(
       [win["word_window"], win["word_slot"]], axis=1))
   word_labels = tf.argmax(word_probs, -1, output_type=tf.int32)
@@ -337,8 +462,9 @@ def resolve_ner_export(model_dir, albert_config_file=None,
 
 def export_ner(model_dir, export_dir, albert_config_file=None,
                spm_model_file=None, do_lower_case=None, max_seq_length=None,
-               checkpoint=None, overwrite=False):
+               checkpoint=None, overwrite=False, opts=None):
   """Writes the NER SavedModel for the checkpoint selected in `model_dir`."""
+  opts = opts or ServingOptions()
   export_to_tfhub.check_export_dir(export_dir, overwrite)
   ner = resolve_ner_export(model_dir, albert_config_file, spm_model_file,
                            do_lower_case, max_seq_length, checkpoint)
@@ -355,21 +481,25 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
   with open(label_asset, "w", encoding="utf-8") as f:
     json.dump({"labels": ner.label_list, "do_lower_case": ner.do_lower_case,
                "max_seq_length": ner.max_seq_length}, f, indent=2)
+  options_asset = os.path.join(asset_dir, SERVING_OPTIONS_FILE)
+  with open(options_asset, "w", encoding="utf-8") as f:
+    json.dump(dataclasses.asdict(opts), f, indent=2)
   try:
     with tf.Graph().as_default():
       signatures = build_signatures(
           albert_config, ner.label_list, sp_model_bytes, ner.do_lower_case,
-          ner.max_seq_length, cls_id, sep_id, sp.unk_id())
+          ner.max_seq_length, cls_id, sep_id, sp.unk_id(), opts)
       assets = [tf.constant(ner.spm_model_file, name="spm_model"),
-                tf.constant(label_asset, name="label_map")]
+                tf.constant(label_asset, name="label_map"),
+                tf.constant(options_asset, name="serving_options")]
       export_to_tfhub.save_graph_as_saved_model(
           export_dir, ner.checkpoint, signatures, assets=assets,
           init_op=tf.tables_initializer(), overwrite=overwrite,
           spm_model_file=ner.spm_model_file)
   finally:
     shutil.rmtree(asset_dir, ignore_errors=True)
-  logging.info("Exported %s (labels %s) to %s", ner.checkpoint,
-               ner.label_list, export_dir)
+  logging.info("Exported %s (labels %s, %s) to %s", ner.checkpoint,
+               ner.label_list, opts, export_dir)
   return export_dir
 
 
@@ -391,15 +521,28 @@ def define_flags():
                       "Defaults to what run_ner.py recorded.")
   flags.DEFINE_integer("max_seq_length", None,
                        "Defaults to what run_ner.py recorded.")
+  flags.DEFINE_enum("precision", "fp32", list(PRECISIONS),
+                    "fp32, or bf16: the encoder computes in bfloat16 "
+                    "(float32 variables, layer norm and softmax).")
+  flags.DEFINE_bool("length_aware", True,
+                    "Pad windows per sub-batch of similar length (False: "
+                    "every window to max_seq_length, as before).")
+  flags.DEFINE_integer("max_batch_tokens", ServingOptions.max_batch_tokens,
+                       "Padded pieces per model call.")
+  flags.DEFINE_integer("length_multiple", ServingOptions.length_multiple,
+                       "Window widths are rounded up to a multiple of this.")
 
 
 def main(_):
   try:
+    opts = ServingOptions(FLAGS.precision, FLAGS.length_aware,
+                          FLAGS.max_batch_tokens, FLAGS.length_multiple)
     export_ner(FLAGS.model_dir, FLAGS.export_dir,
                albert_config_file=FLAGS.albert_config_file,
                spm_model_file=FLAGS.spm_model_file,
                max_seq_length=FLAGS.max_seq_length,
-               checkpoint=FLAGS.checkpoint, overwrite=FLAGS.overwrite)
+               checkpoint=FLAGS.checkpoint, overwrite=FLAGS.overwrite,
+               opts=opts)
   except (ExportError, FileNotFoundError, ValueError) as e:
     sys.stderr.write("export_ner: error: %s\n" % e)
     sys.exit(1)

@@ -27,7 +27,9 @@ progress line gives documents/s and an ETA from the share of the input read.
 """
 import itertools
 import os
+import queue
 import sys
+import threading
 import time
 
 from absl import app
@@ -61,10 +63,19 @@ def good_documents(input_path, input_format="auto", problems=None,
     yield item
 
 
-def load_model(saved_model_dir):
-  """The serving signature of an exported NER model."""
+def load_model(saved_model_dir, intra_op_threads=0, inter_op_threads=0):
+  """The serving signature of an exported NER model.
+
+  Thread counts (0: TensorFlow's default, one per core) apply to the whole
+  process and only before TensorFlow first runs anything.
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import
+  try:
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+  except RuntimeError as e:  # TensorFlow already running: keep its pools
+    logging.warning("thread counts not applied: %s", e)
   if not os.path.isdir(saved_model_dir):
     raise TagError("--saved_model %s does not exist (or is not a "
                    "directory)" % saved_model_dir)
@@ -124,11 +135,71 @@ def check_paths(input_path, output_path):
                    % output_path)
 
 
+def batches(docs, batch_size, batch_tokens=0):
+  """Lists of at most `batch_size` documents and, with `batch_tokens`, at
+  most that many words (whitespace-separated, a cheap estimate of the
+  model's pieces) unless one document alone has more."""
+  batch, words = [], 0
+  for doc in docs:
+    count = len(document_text(doc).split()) if batch_tokens else 0
+    if batch and (len(batch) >= batch_size or
+                  0 < batch_tokens < words + count):
+      yield batch
+      batch, words = [], 0
+    batch.append(doc)
+    words += count
+  if batch:
+    yield batch
+
+
+def prefetch(items, depth=2):
+  """Iterates `items` in a background thread, up to `depth` ahead, so that
+  reading and parsing the input overlap the model calls (which release the
+  GIL). An exception of the thread is raised here, in order."""
+  slots = queue.Queue(depth)
+  stop = threading.Event()
+
+  def put(entry):
+    while not stop.is_set():
+      try:
+        slots.put(entry, timeout=0.1)
+        return True
+      except queue.Full:
+        pass
+    return False
+
+  def fill():
+    try:
+      for item in items:
+        if not put((True, item)):
+          return
+      put((False, None))
+    except BaseException as e:  # pylint: disable=broad-except
+      put((False, e))
+
+  thread = threading.Thread(target=fill, name="tag-reader", daemon=True)
+  thread.start()
+  try:
+    while True:
+      more, value = slots.get()
+      if not more:
+        if value is not None:
+          raise value
+        return
+      yield value
+  finally:
+    stop.set()
+    thread.join(timeout=10)
+
+
 def tag_file(tagger, input_path, output_path, output_format="jsonl",
              input_format="auto", batch_size=16, log_every=100,
              resume=False, strict=False, problems=None, run=None,
-             part_documents=1000):
+             part_documents=1000, batch_tokens=0):
   """Tags every document of `input_path`; returns (documents, entities).
+
+  Documents are read in a background thread while the model runs, and
+  tagged in `batches` of `batch_size` documents / `batch_tokens` words.
 
   Malformed documents are skipped into `problems` (a list; --strict stops
   instead). With `resume`, the output is written in parts and the documents
@@ -142,44 +213,41 @@ def tag_file(tagger, input_path, output_path, output_format="jsonl",
   progress = documents.Progress(input_path)
   reader = good_documents(input_path, input_format, problems, strict,
                           progress)
-  counts = [0, 0]
+  counts = [0, 0, 0]  # documents, entities, words
   started = time.time()
-  run = dict(run or {}, batch_size=batch_size, input_format=input_format,
+  run = dict(run or {}, batch_size=batch_size, batch_tokens=batch_tokens,
+             input_format=input_format,
              **_input_identity(input_path))
   with writers.OutputFile(output_path, output_format,
                           writers.collection_info(input_path),
                           resume=resume, run=run,
                           part_docs=part_documents) as out:
-    batch = []
-
-    def flush():
+    def flush(batch):
       texts = [document_text(d) for d in batch]
       outputs = tagger(texts)
       for row, (doc, text) in enumerate(zip(batch, texts)):
         entities = entities_of(outputs, row)
         counts[1] += len(out.write(doc, text, entities))
       counts[0] += len(batch)
+      counts[2] += sum(len(t.split()) for t in texts)
       out.checkpoint()
       if log_every and counts[0] // log_every != (counts[0] - len(batch)) \
           // log_every:
-        rate = counts[0] / max(time.time() - started, 1e-9)
-        logging.info("tagged %d documents (%.1f documents/s), %d entities%s",
-                     counts[0], rate, counts[1], _eta(progress, started))
-      del batch[:]
+        seconds = max(time.time() - started, 1e-9)
+        logging.info("tagged %d documents (%.1f documents/s, %.0f words/s), "
+                     "%d entities%s", counts[0], counts[0] / seconds,
+                     counts[2] / seconds, counts[1], _eta(progress, started))
 
     if out.done:
       logging.info("--resume: %d documents already in %s, skipped",
                    out.done, writers.parts_dir(output_path))
-    for doc in itertools.islice(reader, out.done, None):
-      batch.append(doc)
-      if len(batch) == batch_size:
-        flush()
-    if batch:
-      flush()
+    todo = itertools.islice(reader, out.done, None)
+    for batch in prefetch(batches(todo, batch_size, batch_tokens)):
+      flush(batch)
     if problems and not counts[0] + out.done:
       raise TagError("%s: no document could be read (%s)" % (
           input_path, problems[0].reason))
-  return tuple(counts)
+  return counts[0], counts[1]
 
 
 def _input_identity(input_path):
@@ -219,20 +287,30 @@ def define_flags():
                        lower_bound=1)
   flags.DEFINE_bool("strict", False, "Stop at the first malformed document "
                     "(default: report it, skip it, go on; exit status 1).")
-  flags.DEFINE_integer("batch_size", 16, "Documents per model call.")
+  flags.DEFINE_integer("batch_size", 16, "Documents per model call (at "
+                       "most).", lower_bound=1)
+  flags.DEFINE_integer("batch_tokens", 0, "Words per model call (at most, "
+                       "unless one document has more; 0: no limit). The "
+                       "export pads sub-batches of similar length, so large "
+                       "batches of mixed lengths are cheap.", lower_bound=0)
+  flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: "
+                       "one per core).", lower_bound=0)
+  flags.DEFINE_integer("inter_op_threads", 0, "Ops run at once (0: "
+                       "TensorFlow's default).", lower_bound=0)
 
 
 def main(_):
   logging.set_verbosity(logging.INFO)
   try:
     check_paths(FLAGS.input, FLAGS.output)  # before the slow model load
-    tagger = load_model(FLAGS.saved_model)
+    tagger = load_model(FLAGS.saved_model, FLAGS.intra_op_threads,
+                        FLAGS.inter_op_threads)
     problems = []
     docs, ents = tag_file(
         tagger, FLAGS.input, FLAGS.output, FLAGS.format, FLAGS.input_format,
         FLAGS.batch_size, resume=FLAGS.resume, strict=FLAGS.strict,
         problems=problems, part_documents=FLAGS.part_documents,
-        run={"saved_model": os.path.abspath(FLAGS.saved_model)})
+        batch_tokens=FLAGS.batch_tokens, run={"saved_model": os.path.abspath(FLAGS.saved_model)})
   except documents.InputError as e:
     sys.stderr.write("bio.serving.tag: error: %s\n" % e)
     sys.exit(1)
