@@ -13,11 +13,18 @@ an existing non-empty directory is refused, and a previous export (a
 directory with saved_model.pb) is replaced only with --overwrite; the
 SentencePiece model is recorded in assets/spm_record.json. Bad input gives
 one `export_to_tfhub: error:` line and exit status 1.
+
+--precision=bf16 computes the encoder in bfloat16 (float32 variables read
+through casts; layer norm, the attention softmax and the outputs float32:
+modeling.AlbertModel's compute_dtype); the precision is recorded in
+assets/export_options.json.
 """
 import contextlib
+import json
 import os
 import shutil
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
@@ -37,6 +44,8 @@ class ExportDirError(ValueError):
 
 
 SAVED_MODEL_FILE = "saved_model.pb"
+EXPORT_OPTIONS_FILE = "export_options.json"
+PRECISIONS = {"fp32": tf.float32, "bf16": tf.bfloat16}
 
 
 def check_export_dir(export_dir, overwrite=False):
@@ -195,16 +204,19 @@ def _head_signatures(albert_config, model, inputs):
   }
 
 
-def build_encoder_signatures(albert_config, use_einsum=True, heads=False):
+def build_encoder_signatures(albert_config, use_einsum=True, heads=False,
+                             precision="fp32"):
   """Placeholders → AlbertModel in inference mode; returns the signatures
   (with `heads`, also `mlm` and `sop`)."""
   input_ids = tf.placeholder(tf.int32, [None, None], "input_ids")
   input_mask = tf.placeholder(tf.int32, [None, None], "input_mask")
   segment_ids = tf.placeholder(tf.int32, [None, None], "segment_ids")
+  # Only a low precision passes compute_dtype (fp32 is upstream's graph).
+  low = {"compute_dtype": PRECISIONS[precision]} if precision != "fp32" else {}
   model = modeling.AlbertModel(
       config=albert_config, is_training=False, input_ids=input_ids,
       input_mask=input_mask, token_type_ids=segment_ids,
-      use_one_hot_embeddings=False, use_einsum=use_einsum)
+      use_one_hot_embeddings=False, use_einsum=use_einsum, **low)
   inputs = dict(input_ids=input_ids, input_mask=input_mask,
                 segment_ids=segment_ids)
   outputs = dict(sequence_output=model.get_sequence_output(),
@@ -219,8 +231,11 @@ def build_encoder_signatures(albert_config, use_einsum=True, heads=False):
 
 def export_encoder(albert_config_file, checkpoint, export_path,
                    spm_model_file=None, do_lower_case=True, use_einsum=True,
-                   overwrite=False):
+                   overwrite=False, precision="fp32"):
   """Writes the encoder SavedModel; returns its path."""
+  if precision not in PRECISIONS:
+    raise ValueError("--precision must be one of %s, got %r" %
+                     ("|".join(PRECISIONS), precision))
   for what, path in (("--albert_config_file", albert_config_file),
                      ("--spm_model_file", spm_model_file)):
     if path and not tf.io.gfile.exists(path):
@@ -229,10 +244,29 @@ def export_encoder(albert_config_file, checkpoint, export_path,
   checkpoint_path = file_utils.resolve_checkpoint(
       checkpoint, "--checkpoint_name", FileNotFoundError)
   check_export_dir(export_path, overwrite)  # before the slow graph build
+  options_dir = tempfile.mkdtemp(prefix="export-encoder-")
+  options_file = os.path.join(options_dir, EXPORT_OPTIONS_FILE)
+  with open(options_file, "w") as f:
+    json.dump({"precision": precision, "use_einsum": use_einsum}, f)
+  try:
+    return _export_encoder_graph(
+        albert_config, checkpoint_path, export_path, albert_config_file,
+        spm_model_file, do_lower_case, use_einsum, overwrite, precision,
+        options_file)
+  finally:
+    shutil.rmtree(options_dir, ignore_errors=True)
+
+
+def _export_encoder_graph(albert_config, checkpoint_path, export_path,
+                          albert_config_file, spm_model_file, do_lower_case,
+                          use_einsum, overwrite, precision, options_file):
+  """export_encoder's graph and SavedModel."""
   with tf.Graph().as_default():
     signatures = build_encoder_signatures(
-        albert_config, use_einsum, has_pretraining_heads(checkpoint_path))
-    assets = [tf.constant(albert_config_file, name="config_file")]
+        albert_config, use_einsum, has_pretraining_heads(checkpoint_path),
+        precision)
+    assets = [tf.constant(albert_config_file, name="config_file"),
+              tf.constant(options_file, name="export_options")]
     info = {"do_lower_case": tf.constant(do_lower_case)}
     if spm_model_file:
       vocab_model = tf.constant(spm_model_file, name="vocab_model")
@@ -270,6 +304,9 @@ def define_flags():
   flags.DEFINE_bool("overwrite", False,
                     "Replace a previous export at --export_path (only a "
                     "directory holding saved_model.pb is ever replaced).")
+  flags.DEFINE_enum("precision", "fp32", list(PRECISIONS),
+                    "bf16: the encoder computes in bfloat16 (float32 "
+                    "variables, layer norm, softmax and outputs).")
 
 
 def main(_):
@@ -286,7 +323,8 @@ def main(_):
   try:
     export_encoder(config_file, checkpoint, FLAGS.export_path,
                    spm_model_file=spm_file, do_lower_case=FLAGS.do_lower_case,
-                   use_einsum=FLAGS.use_einsum, overwrite=FLAGS.overwrite)
+                   use_einsum=FLAGS.use_einsum, overwrite=FLAGS.overwrite,
+                   precision=FLAGS.precision)
   except (ValueError, FileNotFoundError, tf.errors.OpError) as e:
     sys.stderr.write("export_to_tfhub: error: %s\n" % getattr(e, "message",
                                                               e))

@@ -206,3 +206,30 @@ def test_bf16_export_computes_bf16_matmuls(exports, texts, run_python):
   got = [tuple(e[:3]) + (i,) for i, ents in enumerate(bf16) for e in ents]
   same = len(set(want) & set(got))
   assert same >= 0.97 * max(len(want), len(got)), (same, len(want), len(got))
+
+
+def test_encoder_export_precision(run_dir, tmp_path, run_python):
+  from albert import export_to_tfhub  # pylint: disable=g-import-not-at-top
+  checkpoint = os.path.join(run_dir, "best", "model.ckpt-1")
+  paths = {}
+  for precision in ("fp32", "bf16"):
+    paths[precision] = str(tmp_path / precision)
+    export_to_tfhub.export_encoder(TINY, checkpoint, paths[precision],
+                                   precision=precision)
+    with open(os.path.join(paths[precision], "assets",
+                           export_to_tfhub.EXPORT_OPTIONS_FILE)) as f:
+      assert json.load(f)["precision"] == precision
+  einsums = [t for op, t, name in _graph_ops(paths["bf16"])
+             if op == "Einsum" and "/encoder/" in name]
+  assert einsums and set(einsums) == {tf.bfloat16}
+  code = ("import json, numpy as np, tensorflow as tf\n"
+          "ids = tf.constant([[2, 40, 41, 42, 3, 0]])\n"
+          "mask = tf.constant([[1, 1, 1, 1, 1, 0]])\n"
+          "out = [tf.saved_model.load(p).signatures['tokens'](\n"
+          "    input_ids=ids, input_mask=mask, segment_ids=0 * ids)\n"
+          "    ['sequence_output'].numpy() for p in %r]\n"
+          "print(json.dumps([str(out[1].dtype),\n"
+          "    float(np.abs(out[0] - out[1]).max())]))" %
+          [paths["fp32"], paths["bf16"]])
+  dtype, difference = run_python(code)
+  assert dtype == "float32" and 0 < difference < 0.1
