@@ -20,9 +20,11 @@ def build_tiny_ner_export(work_dir, spm_model_file, max_seq_length=64):
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from albert import modeling  # pylint: disable=g-import-not-at-top
-  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
-  from bio.ner import run_dir as run_files  # pylint: disable=g-import-not-at-top
-  from bio.serving import export  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model
+  from bio.ner import run_dir as run_files
+  from bio.serving import export
+  # pylint: enable=g-import-not-at-top
   run_dir = os.path.join(work_dir, "ner_run")
   os.makedirs(os.path.join(run_dir, "best"))
   config = modeling.AlbertConfig.from_json_file(TINY_CONFIG)

@@ -247,3 +247,57 @@ def test_shared_pmc_articles_in_all_formats(cached, shared_data_dir,
         "abstract", "paragraph"}
     assert _spans(from_xml[article_id]) == _spans(from_json[article_id])
     assert len(from_xml[article_id]) == len(records[0]["entities"]) > 0
+
+
+def _pubtator3_document(pmid):
+  """A document as PubTator3's BioC JSON export writes it (no relations,
+  an identifier infon, a passage without sentences)."""
+  title = "Tamoxifen and breast cancer"
+  return {"_id": pmid, "id": pmid, "infons": {}, "passages": [
+      {"infons": {"type": "title"}, "offset": 0, "text": title,
+       "annotations": [{"id": "1", "infons": {
+           "identifier": "MESH:D013629", "type": "Chemical"},
+                        "text": "Tamoxifen",
+                        "locations": [{"offset": 0, "length": 9}]}]},
+      {"infons": {"type": "abstract"}, "offset": len(title) + 1,
+       "text": "Tamoxifen lowers the risk of recurrence."}]}
+
+
+def test_bioc_json_forms_keep_their_annotations(cached, tmp_path):
+  pubtator3 = tmp_path / "export.json"
+  pubtator3.write_text(json.dumps({"PubTator3": [
+      _pubtator3_document("111"), _pubtator3_document("222")]}))
+  lines = tmp_path / "docs.jsonl"
+  doc = dict(_pubtator3_document("333"), bioctype="BioCDocument")
+  lines.write_text(json.dumps(doc) + "\n" + "{not json\n" +
+                   json.dumps(dict(doc, id="444")) + "\n")
+  for source, want in ((pubtator3, ["111", "222"]), (lines, ["333", "444"])):
+    assert documents.detect_format(str(source)) == "bioc_json"
+    problems = []
+    out = str(tmp_path / (source.name + ".out.json"))
+    tag.tag_file(cached, str(source), out, "bioc_json", problems=problems)
+    with open(out, encoding="utf-8") as f:
+      found = check_bioc_collection(biocjson.load(f))
+    assert list(found) == want
+    assert len(problems) == (source == lines)
+    for anns in found.values():
+      kept = [a for a in anns if a.infons.get("identifier")]
+      assert [(a.id, a.text) for a in kept] == [("1", "Tamoxifen")]
+      assert "1" not in [a.id for a in anns if a not in kept]
+
+
+def test_formats_are_detected_by_name_and_content(tmp_path, shared_data_dir):
+  pmc_file = glob.glob(os.path.join(shared_data_dir, "pmc", "*.nxml"))[0]
+  assert documents.detect_format(pmc_file) == "pmc"
+  renamed = tmp_path / "article.xml"
+  renamed.write_bytes(open(pmc_file, "rb").read())
+  assert documents.detect_format(str(renamed)) == "pmc"
+  bioc_file = tmp_path / "c.xml"
+  bioc_file.write_text("<?xml version='1.0'?>\n<!DOCTYPE collection SYSTEM "
+                       "'BioC.dtd'>\n<collection><source/></collection>")
+  assert documents.detect_format(str(bioc_file)) == "bioc"
+  gz = os.path.join(shared_data_dir, "pubmed", "pubmed26n1334.xml.gz")
+  assert documents.detect_format(gz) == "pubmed"
+  text = tmp_path / "t.txt"
+  text.write_text("One abstract per line.\n")
+  assert documents.detect_format(str(text)) == "text"
