@@ -368,6 +368,8 @@ class OutputFile(object):
         self._file.close()
       if self._tmp is not None:
         file_utils.remove_quietly(self._tmp)
+      if exc_type is not None and self.resume and not self._parts:
+        shutil.rmtree(parts_dir(self.path), ignore_errors=True)  # nothing done
 
   def _finish(self):
     if not self.resume:

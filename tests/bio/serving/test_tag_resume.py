@@ -168,6 +168,9 @@ def test_strict_stops_and_writes_nothing(tagger, tmp_path):
                      r"--strict"):
     tag.tag_file(tagger, source, out, "bioc", strict=True)
   assert not os.path.exists(out) and _no_temp_files(str(tmp_path))
+  with pytest.raises(tag.TagError, match="--strict"):
+    tag.tag_file(tagger, source, out, "bioc", strict=True, resume=True)
+  assert sorted(os.listdir(tmp_path)) == ["in.pubtator"]  # no parts either
 
 
 def test_cli_bad_documents_one_line_each_and_status_1(tag_export, tmp_path):
