@@ -103,7 +103,7 @@ def _root_element(head):
     if pos < 0 or pos + 1 >= len(head):
       return None
     if head[pos + 1:pos + 2] not in (b"?", b"!"):
-      name = head[pos + 1:].split(None, 1)[0] if head[pos + 1:].strip() else b""
+      name = (head[pos + 1:].split(None, 1) or [b""])[0]
       return name.split(b">")[0].split(b"/")[0].decode("utf-8", "replace")
     pos += 1
 
@@ -111,13 +111,10 @@ def _root_element(head):
 def detect_format(path):
   """One of FORMATS for `path`, from its name and its first bytes."""
   name = path.lower()
-  for suffix in (".gz",):
-    if name.endswith(suffix):
-      name = name[:-len(suffix)]
-  if name.endswith((".tar", ".tgz")) or path.lower().endswith(".tar.gz"):
-    return "pmc"
-  if name.endswith(".nxml"):
-    return "pmc"
+  if name.endswith(".gz"):
+    name = name[:-len(".gz")]
+  if name.endswith((".tar", ".tgz", ".nxml")):
+    return "pmc"  # a JATS article or an OA package of them
   head = _sniff(path)
   if name.endswith((".json", ".jsonl")) or head.lstrip()[:1] in (b"{", b"["):
     return "bioc_json"
