@@ -17,12 +17,12 @@ configuration after the other, wall time including model loading:
   2 processes   two processes at once, one file each
   beam x1/x2    bio.beam.tag, FnApiRunner, 1 worker / 2 worker processes
 
-Memory: peak RSS of a fresh process that streams a --big_docs document file
-(the sample's articles repeated with new PMIDs, about a baseline file) through
-bio.serving.tag's readers and writer with a stand-in model (one entity per
-document), for 1/10 and all of the documents (VmHWM of the process); and the bioc library's own
-streaming BioC XML reader on the same BioC file (the reason
-bio.serving.documents parses <document> elements itself).
+Memory: peak RSS (VmHWM) of a fresh process that streams a --big_docs
+document file (the sample's articles repeated with new PMIDs, about a
+baseline file) through bio.serving.tag's readers and writer with a stand-in
+model (one entity per document), for 1/10 and all of the documents; then our
+BioC XML reader and the bioc library's own streaming reader on the BioC file
+written (the reason bio.serving.documents parses <document> elements itself).
 """
 import argparse
 import gzip
