@@ -292,16 +292,25 @@ def test_tag_bad_and_empty_input(ner_export, tmp_path):
   assert tag.tag_file(fake_tagger, str(empty), str(out)) == (0, 0)
   assert out.read_text() == ""
 
+  # A malformed document is skipped into `problems`; --strict stops there.
   bad = tmp_path / "bad.txt"
   bad.write_bytes(b"fine line\n\xff\xfe broken\n")
-  with pytest.raises(tag.TagError, match=r"bad.txt:2: not valid UTF-8"):
-    tag.tag_file(lambda texts: None, str(bad), str(tmp_path / "bad.jsonl"))
-  assert not (tmp_path / "bad.jsonl").exists()
+  problems = []
+  no_entities = lambda texts: {"num_entities": [0] * len(texts)}
+  assert tag.tag_file(no_entities, str(bad), str(tmp_path / "bad.jsonl"),
+                      problems=problems) == (1, 0)
+  assert [(p.doc_id, "not valid UTF-8" in p.reason) for p in problems] == [
+      ("2", True)]
+  with pytest.raises(tag.TagError, match=r"document 2: not valid UTF-8"):
+    tag.tag_file(no_entities, str(bad), str(tmp_path / "strict.jsonl"),
+                 strict=True)
+  assert not (tmp_path / "strict.jsonl").exists()
   assert not [p for p in os.listdir(tmp_path) if ".tmp-" in p]
 
   not_xml = tmp_path / "notxml.xml"
   not_xml.write_text("this is not xml")
   proc = _tag_cli("--saved_model=" + ner_export, "--input=%s" % not_xml,
+                  "--input_format=pubmed",  # auto would read it as text
                   "--output=%s" % (tmp_path / "x.jsonl"))
   assert proc.returncode != 0 and "notxml.xml" in proc.stderr
   assert not (tmp_path / "x.jsonl").exists()
