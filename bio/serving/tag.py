@@ -23,7 +23,16 @@ what is done, giving the same bytes.
 
 A malformed document is logged (file, document id, reason) and skipped; the
 run goes on and exits with status 1 (--strict stops at the first). The
-progress line gives documents/s and an ETA from the share of the input read.
+progress line gives documents/s, words/s and an ETA from the share of the
+input read.
+
+Speed: the input is read and parsed in a background thread while the model
+runs. A model call takes up to --batch_size documents and, with
+--batch_tokens, up to that many words; an export of issue 12 or later sorts
+the windows of a call by length and pads each sub-batch only to its
+longest window, so large calls of mixed lengths cost little extra.
+--intra_op_threads / --inter_op_threads set TensorFlow's thread pools (0:
+its defaults, one thread per core).
 """
 import itertools
 import os
