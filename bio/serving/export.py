@@ -1,6 +1,7 @@
 r"""Exports the checkpoint run_ner.py selected as a servable SavedModel.
 
-  python -m bio.serving.export --model_dir=RUN_NER_OUTPUT_DIR --export_dir=DIR
+  python -m bio.serving.export --model_dir=RUN_NER_OUTPUT_DIR --export_dir=DIR \
+      [--precision=fp32|bf16] [--max_batch_tokens=4096] [--length_multiple=16]
 
 Signatures (standard `predict` signature defs, so TensorFlow Serving and
 `saved_model_cli show --all` see them):
@@ -14,11 +15,26 @@ Signatures (standard `predict` signature defs, so TensorFlow Serving and
   into SentencePiece pieces by tensorflow_text, and windowed exactly like
   bio.ner.features so that no word goes unpredicted.
 * `tokens`: `input_ids`, `input_mask`, `segment_ids` int32 [B, S] →
-  `label_ids` int32 [B, S] and `probabilities` float32 [B, S, labels].
+  `label_ids` int32 [B, S] and `probabilities` float32 [B, S, labels]
+  (zero probabilities, label 0, beyond a row's padded width).
+
+Length-aware computation (issue 12; --nolength_aware restores the old
+graph): both signatures sort the windows of a request by length and run
+them in sub-batches (a tf.while_loop) of at most --max_batch_tokens padded
+pieces, each padded only to its longest window rounded up to a multiple of
+--length_multiple (never beyond max_seq_length): a 3-word sentence beside a
+long abstract is not padded to the abstract's windows, and the shapes the
+kernels see are bounded. Whole texts are windowed exactly as before; the
+entities equal the fixed-length graph's (scores to float rounding).
+--precision=bf16 computes the encoder in bfloat16 (float32 variables, layer
+norm, attention softmax and classifier: modeling.AlbertModel's
+compute_dtype); fast only on CPUs with bfloat16 instructions (AVX512-BF16,
+AMX) or accelerators, emulated (much slower) elsewhere.
 
 The SentencePiece model is embedded in the graph (tensorflow_text needs its
 bytes as an op attribute) and also shipped under assets/; the label list is
-in assets/label_map.json, and assets/spm_record.json records the model's
+in assets/label_map.json, the ServingOptions (precision, ...) in
+assets/serving_options.json, and assets/spm_record.json records the model's
 path and SHA-256 (albert.vocab_record). Loading needs only tensorflow and
 tensorflow_text.
 
