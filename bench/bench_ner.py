@@ -35,6 +35,7 @@ from albert import modeling
 from albert import precision
 from albert import tokenization
 from albert import train_spm
+from bio import paths
 from bio.corpus import pubmed
 from bio.ner import datasets
 from bio.ner import features as ner_features
@@ -52,23 +53,18 @@ flags.DEFINE_integer("rounds", 2, "Alternating rounds.")
 FLAGS = flags.FLAGS
 
 
-def data_root():
-  return os.environ.get("BIOALBERT_DATA_DIR",
-                        os.path.join(os.path.dirname(ROOT), "shared", "data"))
-
-
 def train_features(work_dir):
   """(features of NCBI-disease train, number of labels)."""
   texts = []
   for name in ("pubmed-sample-0001.xml.gz", "pubmed-sample-0002.xml.gz"):
-    path = os.path.join(data_root(), "pubmed", name)
+    path = os.path.join(paths.resolve_data_dir(), "pubmed", name)
     for article in pubmed.read_file(path):
       texts.extend(pubmed.article_blocks(article))
   spm = train_spm.train_sentencepiece_from_texts(
       texts, os.path.join(work_dir, "bio1k"), vocab_size=1000)
-  tokenizer = tokenization.FullTokenizer(spm_model_file=spm)
+  tokenizer = tokenization.FullTokenizer(None, spm_model_file=spm)
   encoder = ner_features.PieceEncoder(tokenizer)
-  data_dir = datasets.resolve_dataset_dir("NCBI-disease", data_root())
+  data_dir = datasets.resolve_dataset_dir("NCBI-disease")
   sentences = datasets.load(data_dir, False, dataset="NCBI-disease")["train"]
   labels = iob.get_label_list(sentences)
   label_map = {label: i for i, label in enumerate(labels)}
