@@ -14,48 +14,68 @@ TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
 LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
 
 
-def build_tiny_ner_export(work_dir, spm_model_file, max_seq_length=64):
-  """Writes a run_ner.py-style run directory and exports it; returns the
-  SavedModel directory."""
+def write_random_ner_run(run_dir, spm_model_file, labels=LABELS,
+                         max_seq_length=64, step=1, seed=3, **recorded):
+  """Writes a run_ner.py-style run directory holding a random 'fine-tuned'
+  tiny model (a big classifier scale so that labels vary and argmax never
+  hinges on float noise) with global_step `step`; `recorded` adds to
+  run_config.json. Returns `run_dir`."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from albert import modeling  # pylint: disable=g-import-not-at-top
   # pylint: disable=g-import-not-at-top
   from bio.ner import model as ner_model
   from bio.ner import run_dir as run_files
-  from bio.serving import export
   # pylint: enable=g-import-not-at-top
-  run_dir = os.path.join(work_dir, "ner_run")
   os.makedirs(os.path.join(run_dir, "best"))
   config = modeling.AlbertConfig.from_json_file(TINY_CONFIG)
+  checkpoint = "best/model.ckpt-%d" % step
   with tf.Graph().as_default():
+    tf.set_random_seed(seed)  # the same weights in every run
     ids = tf.placeholder(tf.int32, [None, None])
     model = modeling.AlbertModel(config, False, ids)
-    ner_model.token_classifier(model.get_sequence_output(), len(LABELS),
+    ner_model.token_classifier(model.get_sequence_output(), len(labels),
                                False)
     with tf.variable_scope("ner", reuse=True):
       weights = tf.get_variable("output_weights")
+    global_step = tf.train.get_or_create_global_step()
     with tf.Session() as sess:
-      tf.set_random_seed(3)
       sess.run(tf.global_variables_initializer())
-      rng = np.random.RandomState(3)
+      rng = np.random.RandomState(seed)
       sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
-      tf.train.Saver().save(sess, os.path.join(run_dir, "best",
-                                               "model.ckpt-1"))
-  files = {
-      run_files.LABEL_MAP_FILE: {l: i for i, l in enumerate(LABELS)},
-      run_files.RUN_CONFIG_FILE: {
-          "albert_config_file": TINY_CONFIG, "spm_model_file": spm_model_file,
-          "do_lower_case": True, "max_seq_length": max_seq_length},
-  }
+      sess.run(global_step.assign(step))
+      tf.train.Saver().save(sess, os.path.join(run_dir, checkpoint))
+  run_config = {"albert_config_file": TINY_CONFIG,
+                "spm_model_file": spm_model_file, "do_lower_case": True,
+                "max_seq_length": max_seq_length}
+  run_config.update(recorded)
+  files = {run_files.LABEL_MAP_FILE: {l: i for i, l in enumerate(labels)},
+           run_files.RUN_CONFIG_FILE: run_config}
   for name, obj in files.items():
     with open(os.path.join(run_dir, name), "w") as f:
       json.dump(obj, f)
   with open(os.path.join(run_dir, run_files.BEST_CHECKPOINT_FILE), "w") as f:
-    f.write("best/model.ckpt-1\n")
+    f.write(checkpoint + "\n")
+  return run_dir
+
+
+def build_tiny_ner_export(work_dir, spm_model_file, max_seq_length=64):
+  """Writes a random run directory and exports it; returns the SavedModel
+  directory."""
+  from bio.serving import export  # pylint: disable=g-import-not-at-top
+  run_dir = write_random_ner_run(os.path.join(work_dir, "ner_run"),
+                                 spm_model_file,
+                                 max_seq_length=max_seq_length)
   export_dir = os.path.join(work_dir, "export")
   export.export_ner(run_dir, export_dir)
   return export_dir
+
+
+@pytest.fixture(scope="session")
+def random_ner_run():
+  """`write_random_ner_run`, for test modules (they cannot import this
+  file)."""
+  return write_random_ner_run
 
 
 @pytest.fixture(scope="session")

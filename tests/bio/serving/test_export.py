@@ -21,7 +21,6 @@ from bio.serving import export
 from bio.ner import iob
 from bio.ner import features as ner_features
 from bio.ner import model as ner_model
-from bio.ner import run_dir as ner_run_files
 from bio.text import word_tokenize
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -37,34 +36,11 @@ UNICODE_TEXTS = [
 ]
 
 
-
-
 @pytest.fixture(scope="module")
-def ner_run_dir(tmp_path_factory, spm_model_file):
+def ner_run_dir(tmp_path_factory, spm_model_file, random_ner_run):
   """A run_ner.py-style output dir holding a random 'fine-tuned' model."""
-  run_dir = tmp_path_factory.mktemp("ner_run")
-  config = modeling.AlbertConfig.from_json_file(TINY)
-  with tf.Graph().as_default():
-    ids = tf.placeholder(tf.int32, [None, None])
-    model = modeling.AlbertModel(config, False, ids)
-    ner_model.token_classifier(model.get_sequence_output(), len(LABELS),
-                               False)
-    with tf.variable_scope("ner", reuse=True):
-      weights = tf.get_variable("output_weights")
-    with tf.Session() as sess:
-      tf.set_random_seed(1)
-      sess.run(tf.global_variables_initializer())
-      rng = np.random.RandomState(0)
-      sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
-      os.makedirs(run_dir / "best")
-      tf.train.Saver().save(sess, str(run_dir / "best" / "model.ckpt-7"))
-  (run_dir / ner_run_files.LABEL_MAP_FILE).write_text(
-      json.dumps({label: i for i, label in enumerate(LABELS)}))
-  (run_dir / ner_run_files.BEST_CHECKPOINT_FILE).write_text("best/model.ckpt-7\n")
-  (run_dir / ner_run_files.RUN_CONFIG_FILE).write_text(json.dumps({
-      "albert_config_file": TINY, "spm_model_file": spm_model_file,
-      "do_lower_case": True, "max_seq_length": MAX_SEQ}))
-  return str(run_dir)
+  return random_ner_run(str(tmp_path_factory.mktemp("ner") / "run"),
+                        spm_model_file, LABELS, MAX_SEQ, step=7, seed=0)
 
 
 @pytest.fixture(scope="module")

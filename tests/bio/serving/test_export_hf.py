@@ -20,8 +20,6 @@ from albert import tokenization
 from bio.ner import features as ner_features
 from bio.ner import iob
 from bio.ner import model as ner_model
-from bio.ner import run_dir as ner_run_files
-from bio.serving import export_hf
 
 torch = pytest.importorskip(
     "torch", reason="torch not installed (pip install '.[hf]')")
@@ -37,39 +35,17 @@ STEP = 7
 
 
 @pytest.fixture(scope="module")
-def ner_run_dir(tmp_path_factory, spm_model_file):
-  """A run_ner.py-style output dir holding a random 'fine-tuned' model."""
-  run_dir = tmp_path_factory.mktemp("ner_run")
-  config = modeling.AlbertConfig.from_json_file(TINY)
-  with tf.Graph().as_default():
-    ids = tf.placeholder(tf.int32, [None, None])
-    model = modeling.AlbertModel(config, False, ids)
-    ner_model.token_classifier(model.get_sequence_output(), len(LABELS),
-                               False)
-    with tf.variable_scope("ner", reuse=True):
-      weights = tf.get_variable("output_weights")
-    global_step = tf.train.get_or_create_global_step()
-    with tf.Session() as sess:
-      tf.set_random_seed(1)
-      sess.run(tf.global_variables_initializer())
-      rng = np.random.RandomState(0)
-      sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
-      sess.run(global_step.assign(STEP))
-      os.makedirs(run_dir / "best")
-      tf.train.Saver().save(sess, str(run_dir / "best" /
-                                      ("model.ckpt-%d" % STEP)))
-  (run_dir / ner_run_files.LABEL_MAP_FILE).write_text(
-      json.dumps({label: i for i, label in enumerate(LABELS)}))
-  (run_dir / ner_run_files.BEST_CHECKPOINT_FILE).write_text(
-      "best/model.ckpt-%d\n" % STEP)
-  (run_dir / ner_run_files.RUN_CONFIG_FILE).write_text(json.dumps({
-      "albert_config_file": TINY, "spm_model_file": spm_model_file,
-      "do_lower_case": True, "max_seq_length": MAX_SEQ,
-      "dataset": "NCBI-disease"}))
-  (run_dir / "test_results.json").write_text(json.dumps({
-      "conlleval_precision": 0.5, "conlleval_recall": 0.25,
-      "conlleval_f1": 0.3333, "strict_f1": 0.3, "token_accuracy": 0.9}))
-  return str(run_dir)
+def ner_run_dir(tmp_path_factory, spm_model_file, random_ner_run):
+  """A run_ner.py-style output dir holding a random 'fine-tuned' model, with
+  test results for the model card."""
+  run_dir = random_ner_run(str(tmp_path_factory.mktemp("ner") / "run"),
+                           spm_model_file, LABELS, MAX_SEQ, step=STEP,
+                           seed=0, dataset="NCBI-disease")
+  with open(os.path.join(run_dir, "test_results.json"), "w") as f:
+    json.dump({"conlleval_precision": 0.5, "conlleval_recall": 0.25,
+               "conlleval_f1": 0.3333, "strict_f1": 0.3,
+               "token_accuracy": 0.9}, f)
+  return run_dir
 
 
 @pytest.fixture(scope="module")

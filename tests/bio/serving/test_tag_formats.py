@@ -10,8 +10,6 @@ import glob
 import gzip
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import bioc
@@ -20,7 +18,6 @@ import numpy as np
 import pytest
 
 from bio.serving import documents
-from bio.serving import outputs
 from bio.serving import tag
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
