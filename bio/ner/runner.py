@@ -273,21 +273,17 @@ _MODEL_SETTINGS = ("albert_config_file", "spm_model_file", "vocab_file",
 
 
 def run_config(opts, inputs, init_checkpoint):
-  """The settings recorded in run_config.json."""
-  return {
-      "albert_config_file": _abs(opts.albert_config_file),
-      "spm_model_file": _abs(opts.tokenizer.spm_model_file),
-      "vocab_file": _abs(opts.tokenizer.vocab_file),
-      "do_lower_case": opts.tokenizer.do_lower_case,
-      "max_seq_length": opts.max_seq_length,
-      "window_stride": None,  # None: half a window (bio.ner.features)
-      "collapse_types": opts.collapse_types,
-      "data_dir": _abs(inputs.data_dir),
-      "dataset": opts.dataset,
-      "init_checkpoint": _abs(init_checkpoint),
-      "label_list": inputs.label_list,
-      run_dir.SETTINGS_KEY: run_settings(opts, inputs, init_checkpoint),
-  }
+  """The settings recorded in run_config.json: what export needs at the top
+  level, and the settings that define the run under SETTINGS_KEY."""
+  settings = run_settings(opts, inputs, init_checkpoint)
+  config = {key: settings[key] for key in (
+      "albert_config_file", "spm_model_file", "vocab_file", "do_lower_case",
+      "max_seq_length", "collapse_types", "data_dir", "dataset",
+      "init_checkpoint")}
+  config["window_stride"] = None  # None: half a window (bio.ner.features)
+  config["label_list"] = inputs.label_list
+  config[run_dir.SETTINGS_KEY] = settings
+  return config
 
 
 def check_options(opts):

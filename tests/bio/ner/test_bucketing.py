@@ -84,33 +84,26 @@ def test_trimmed_batch_same_loss_and_predictions_as_fixed_padding():
            if sum(f.input_mask) <= 30][:6]
   arrays = ner_features.features_to_arrays(feats)
   width = int(arrays["input_mask"].sum(1).max())
-  results = []
-  for cut in (MAX_LEN, width):
+
+  def run(cut, mode):
+    """The model_fn's `mode` output with windows cut to `cut` pieces."""
     with tf.Graph().as_default():
       tf.set_random_seed(3)
       feeds = {k: tf.constant(v[:, :cut] if v.ndim == 2 else v)
                for k, v in arrays.items()}
       spec = ner_model.model_fn_builder(config, 3, None, 1e-5, 10, 1,
-                                        False)(
-                                            feeds, None,
-                                            tf.estimator.ModeKeys.EVAL, {})
+                                        False)(feeds, None, mode, {})
       with tf.Session() as sess:
         sess.run(tf.global_variables_initializer())
-        results.append(sess.run(spec.loss))
-  np.testing.assert_allclose(results[0], results[1], rtol=1e-5)
-  predictions = []
-  for cut in (MAX_LEN, width):
-    with tf.Graph().as_default():
-      tf.set_random_seed(3)
-      feeds = {k: tf.constant(v[:, :cut] if v.ndim == 2 else v)
-               for k, v in arrays.items()}
-      spec = ner_model.model_fn_builder(config, 3, None, 1e-5, 10, 1,
-                                        False)(
-                                            feeds, None,
-                                            tf.estimator.ModeKeys.PREDICT, {})
-      with tf.Session() as sess:
-        sess.run(tf.global_variables_initializer())
-        predictions.append(sess.run(spec.predictions))
+        if mode == tf.estimator.ModeKeys.EVAL:
+          return sess.run(spec.loss)
+        return sess.run(spec.predictions)
+
+  eval_mode, predict_mode = (tf.estimator.ModeKeys.EVAL,
+                             tf.estimator.ModeKeys.PREDICT)
+  np.testing.assert_allclose(run(MAX_LEN, eval_mode), run(width, eval_mode),
+                             rtol=1e-5)
+  predictions = [run(MAX_LEN, predict_mode), run(width, predict_mode)]
   np.testing.assert_array_equal(predictions[0]["predictions"][:, :width],
                                 predictions[1]["predictions"])
   np.testing.assert_allclose(predictions[0]["probabilities"][:, :width],

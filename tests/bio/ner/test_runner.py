@@ -668,7 +668,7 @@ def test_resume_keeps_earlier_dev_results_and_best(monkeypatch, tmp_path):
   evaluated = []
 
   def fake_predict(estimator, features, sentences, input_file, checkpoint,
-                   id_to_label, name):
+                   id_to_label, name, order=None):
     evaluated.append(os.path.basename(checkpoint))
     # 2 of 3 predicted entities right, 2 of 4 found: P 2/3, R 1/2, F1 4/7.
     return [["B-X", "O"], ["B-X", "O"], ["O", "O"], ["O", "B-X"]]
