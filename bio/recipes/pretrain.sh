@@ -7,11 +7,13 @@
 # INPUT_GLOB the pretraining TFRecords (comma-separated globs allowed);
 # ALBERT_CHECKPOINT the released ALBERT checkpoint the paper starts from.
 # Extra FLAGS are passed on and override the recipe (e.g. --use_tpu
-# --tpu_name=my-tpu, --do_eval). Set PYTHON to choose the interpreter.
+# --tpu_name=my-tpu, --do_eval, --spm_model_file). The vocabulary stays
+# ALBERT's: the 30k-clean.model beside ALBERT_CHECKPOINT is passed as
+# --spm_model_file unless FLAGS give one. Set PYTHON for the interpreter.
 set -euo pipefail
 
 if [ "$#" -lt 4 ]; then
-  sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 
@@ -44,10 +46,21 @@ recipe="$(absolute "$recipe")"
 output="$(absolute "$output")"
 init="$(absolute "$init")"
 
+spm=()
+init_dir="$init"
+[ -d "$init_dir" ] || init_dir="$(dirname "$init")"
+case " $* " in
+  *" --spm_model_file="*) ;;
+  *) if [ -f "$init_dir/30k-clean.model" ]; then
+       spm=(--spm_model_file="$init_dir/30k-clean.model")
+     fi ;;
+esac
+
 cd "$root"
 exec "${PYTHON:-python}" run_pretraining.py \
   --flagfile="$recipe" \
   --input_file="$inputs" \
   --output_dir="$output" \
   --init_checkpoint="$init" \
+  ${spm[@]+"${spm[@]}"} \
   "$@"

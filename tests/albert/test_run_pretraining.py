@@ -495,6 +495,31 @@ def test_script_bad_input_exits_non_zero_without_output(tmp_path):
     assert not os.path.exists(str(tmp_path / ("out_" + name)))
 
 
+def test_recipe_wrapper_keeps_albert_vocabulary(tmp_path):
+  """pretrain.sh passes the 30k-clean.model shipped beside the ALBERT
+  checkpoint as --spm_model_file, unless the caller gives one."""
+  albert_dir = tmp_path / "albert_base"
+  albert_dir.mkdir()
+  (albert_dir / "30k-clean.model").write_bytes(b"spm")
+  fake = tmp_path / "fake_python.sh"
+  fake.write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\n")
+  fake.chmod(0o755)
+  wrapper = os.path.join(ROOT, "bio", "recipes", "pretrain.sh")
+
+  def argv(*extra):
+    proc = subprocess.run(
+        ["bash", wrapper, "bioalbert_1.0_base_pubmed.flags", "in/*.rec",
+         "out", "albert_base/model.ckpt-best", *extra], cwd=str(tmp_path),
+        env=dict(os.environ, PYTHON=str(fake)), capture_output=True,
+        text=True, timeout=60, check=True)
+    return proc.stdout.split("\n")
+
+  expected = "--spm_model_file=%s" % (albert_dir / "30k-clean.model")
+  assert expected in argv()
+  given = argv("--spm_model_file=mine.model")
+  assert expected not in given and "--spm_model_file=mine.model" in given
+
+
 # ---------------------------------------------------------------------------
 # Recipes: every flagfile parses with the script's real flags.
 
