@@ -13,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,beam,hf]'
+	$(PY) -m pip install --quiet -e '.[test,beam,hf,plot]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -46,5 +46,7 @@ setup(
         # Hugging Face interoperability (albert.export_hf/import_hf): writing
         # needs safetensors only; the tests load the exports with torch.
         "hf": ["torch==2.13.0", "transformers==4.57.6", "safetensors==0.8.0"],
+        # The dev-F1 plot of bio.experiments.pretraining_gain (make demo).
+        "plot": ["matplotlib==3.9.4"],
     },
 )

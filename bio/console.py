@@ -26,6 +26,8 @@ COMMANDS = {
     "bioalbert-beam-create-pretraining-data":
         "bio.beam.create_pretraining_data",
     "bioalbert-beam-tag": "bio.beam.tag",
+    "bioalbert-experiment-corpus": "bio.experiments.corpus",
+    "bioalbert-pretraining-gain": "bio.experiments.pretraining_gain",
     "bioalbert-demo": "bio.demo",
 }
 

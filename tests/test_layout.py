@@ -17,7 +17,10 @@ ALLOWED = {
     "bio.beam": {"bio.text", "bio.corpus", "bio.serving", "bio.ner"},
     "bio.ner": {"bio.text"},
     "bio.serving": {"bio.text", "bio.corpus", "bio.ner"},  # tags literature
-    "bio.demo": {"bio.text", "bio.corpus", "bio.ner", "bio.serving"},
+    # Experiments build corpora and fine-tune (through the tools).
+    "bio.experiments": {"bio.text", "bio.corpus", "bio.ner"},
+    "bio.demo": {"bio.text", "bio.corpus", "bio.ner", "bio.serving",
+                 "bio.experiments"},
     "bio.paths": set(),
     "bio.console": set(),  # runs tools by module name, imports none
 }

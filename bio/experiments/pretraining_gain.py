@@ -1,0 +1,564 @@
+r"""The paper's claim in miniature: NER after biomedical pretraining vs none.
+
+  python -m bio.experiments.pretraining_gain --output_dir=gain \
+      [--datasets=NCBI-disease,BC5CDR-chem,BC2GM] [--seeds=3] [--data_dir=DIR]
+
+Stages (each runs the project's own tool, logs to <output_dir>/logs/, and is
+skipped on a re-run when its outputs exist, so an interrupted run resumes):
+  1. corpus    `bio.experiments.corpus`: CHEMDNER abstracts, the training
+               splits of the BioNER datasets and the PubMed sample, with
+               every devel/test sentence of --datasets kept out (checked
+               again after the build and reported).
+  2. vocab     a SentencePiece vocabulary of --vocab_size pieces on it.
+  3. records   create_pretraining_data.py, per-shard mode.
+  4. pretrain  run_pretraining.py: a small ALBERT (`SMALL_CONFIG`) from
+               scratch, LAMB.
+  5. fine-tune run_ner.py on each dataset, for each seed, twice with the
+               same budget: from scratch ("scratch") and from the pretrained
+               checkpoint ("pretrained"); every --ner_eval_every steps the
+               checkpoint is scored on dev, the best is tested.
+  6. report    results.md (mean ± sd over seeds of dev and test entity F1
+               per arm, and the gain), results.json (every run, settings,
+               corpus checks) and dev_f1.png (dev F1 against fine-tuning
+               steps, both arms; needs the `plot` extra, matplotlib).
+
+Outputs in --output_dir: corpus/, vocab/, albert_config.json, records/,
+pretrain/, ner/<dataset>/<arm>/seed-<N>/ (run_ner.py run directories),
+experiment.json (the settings; a re-run with other settings is refused),
+results.md, results.json, dev_f1.png, logs/. The directory is locked while
+a run is in it.
+
+The recipe (`Recipe`) defaults are the ones chosen by measurement on a
+2-core CPU (README, "Pretraining gain"). The paper pretrains ALBERT-base on
+all of PubMed and PMC for days on TPUs; this is the same pipeline at a
+size that runs in about an hour on a laptop-class CPU.
+"""
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+from albert import file_utils
+from bio import paths
+from bio.experiments import corpus as corpus_lib
+from bio.experiments import stages as stages_lib
+from bio.ner import datasets
+
+ARMS = ("scratch", "pretrained")
+RESULTS_MD = "results.md"
+RESULTS_JSON = "results.json"
+PLOT_FILE = "dev_f1.png"
+SETTINGS_FILE = "experiment.json"
+
+# A small ALBERT: factorized embeddings and one shared layer group, as the
+# real configs, at a size that trains in minutes on two CPU cores.
+SMALL_CONFIG = {
+    "attention_probs_dropout_prob": 0.0, "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.0, "embedding_size": 64, "hidden_size": 128,
+    "initializer_range": 0.02, "intermediate_size": 512,
+    "max_position_embeddings": 512, "num_attention_heads": 4,
+    "num_hidden_layers": 4, "num_hidden_groups": 1, "net_structure_type": 0,
+    "gap_size": 0, "num_memory_blocks": 0, "inner_group_num": 1,
+    "down_scale_factor": 1, "type_vocab_size": 2,
+}
+
+# Seconds per step of SMALL_CONFIG on this project's 2-core CPU (batch 32,
+# sequence 128), for the estimate printed before a run; per-step costs
+# measured during the run replace them.
+_PRETRAIN_STEP_S = 0.2
+_NER_STEP_S = 0.08
+_NER_EVAL_S = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe(object):
+  """Everything that decides the numbers (recorded in experiment.json)."""
+  vocab_size: int = 2000
+  max_seq_length: int = 128
+  dupe_factor: int = 2
+  max_predictions_per_seq: int = 20
+  pretrain_steps: int = 4000
+  pretrain_batch_size: int = 32
+  pretrain_learning_rate: float = 5e-3
+  ner_steps: int = 3000
+  ner_eval_every: int = 500
+  ner_batch_size: int = 32
+  ner_learning_rate: float = 1e-3
+  precision: str = "fp32"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentOptions(object):
+  output_dir: str
+  datasets: tuple = ("NCBI-disease",)
+  seeds: int = 3
+  first_seed: int = 1
+  # {dataset: seeds} for datasets run with other than `seeds` seeds.
+  dataset_seeds: tuple = ()
+  data_dir: str = None
+  recipe: Recipe = Recipe()
+  sources: tuple = corpus_lib.SOURCES
+
+  def seed_list(self, dataset):
+    n = dict(self.dataset_seeds).get(dataset, self.seeds)
+    return list(range(self.first_seed, self.first_seed + n))
+
+  def settings(self):
+    return {"datasets": {d: self.seed_list(d) for d in self.datasets},
+            "sources": list(self.sources),
+            "recipe": dataclasses.asdict(self.recipe),
+            "config": SMALL_CONFIG}
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout(object):
+  """Where each stage's outputs go."""
+  out: str
+
+  def join(self, *parts):
+    return os.path.join(self.out, *parts)
+
+  @property
+  def corpus(self):
+    return self.join("corpus")
+
+  def spm_prefix(self, vocab_size):
+    return self.join("vocab", "bio%d" % vocab_size)
+
+  @property
+  def config_file(self):
+    return self.join("albert_config.json")
+
+  @property
+  def records(self):
+    return self.join("records")
+
+  @property
+  def pretrain(self):
+    return self.join("pretrain")
+
+  def ner(self, dataset, arm, seed):
+    return self.join("ner", dataset, arm, "seed-%d" % seed)
+
+
+class ExperimentError(Exception):
+  """A user error: clashing settings, missing data."""
+
+
+# ---------------------------------------------------------------------------
+# Settings and estimates
+
+
+def check_settings(opts):
+  """Records the settings, or refuses a directory made with others."""
+  path = os.path.join(opts.output_dir, SETTINGS_FILE)
+  wanted = opts.settings()
+  if os.path.isfile(path):
+    with open(path, encoding="utf-8") as f:
+      found = json.load(f)
+    if found != wanted:
+      raise ExperimentError(
+          "%s was made with other settings (%s); use another --output_dir" %
+          (opts.output_dir, _differences(found, wanted)))
+    return
+  file_utils.atomic_write_json(path, wanted)
+
+
+def _differences(old, new, prefix=""):
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out.extend(_differences(a, b, prefix + key + ".").split(", "))
+    elif a != b:
+      out.append("%s%s: %r -> %r" % (prefix, key, a, b))
+  return ", ".join(o for o in out if o)
+
+
+def estimate_seconds(opts, words=3.5e6):
+  """A rough wall-time estimate on a 2-core CPU, per stage."""
+  r = opts.recipe
+  runs = sum(len(opts.seed_list(d)) for d in opts.datasets) * len(ARMS)
+  evals = r.ner_steps // r.ner_eval_every + 1
+  return {
+      "corpus": 30.0, "vocab": 60.0,
+      "records": 6e-5 * words * r.dupe_factor * r.max_seq_length / 128,
+      "pretrain": r.pretrain_steps * _PRETRAIN_STEP_S * (
+          r.pretrain_batch_size / 32.0) * (r.max_seq_length / 128.0),
+      "fine-tune": runs * (r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
+                           + evals * _NER_EVAL_S + 10),
+  }
+
+
+def _minutes(seconds):
+  return "%.0f min" % max(1, round(seconds / 60.0))
+
+
+# ---------------------------------------------------------------------------
+# Stages
+
+
+def build_corpus(stages, opts, layout):
+  copts = corpus_lib.CorpusOptions(
+      output_dir=layout.corpus, evaluate=tuple(opts.datasets),
+      sources=tuple(opts.sources), data_dir=opts.data_dir)
+  stages.call("Build the pretraining corpus (leak-checked)",
+              lambda: corpus_lib.build(copts, log=lambda s: stages.say(
+                  "    " + s)),
+              os.path.join(layout.corpus, corpus_lib.REPORT_FILE))
+  return corpus_lib.read_report(layout.corpus)
+
+
+def train_vocabulary(stages, opts, layout):
+  prefix = layout.spm_prefix(opts.recipe.vocab_size)
+  os.makedirs(os.path.dirname(prefix), exist_ok=True)
+  stages.run("Train the SentencePiece vocabulary", [
+      sys.executable, "-m", "albert.train_spm",
+      "--input=%s/corpus-*.txt" % layout.corpus, "--model_prefix=" + prefix,
+      "--vocab_size=%d" % opts.recipe.vocab_size], prefix + ".model")
+  return prefix
+
+
+def build_records(stages, opts, layout, report, spm_prefix):
+  r = opts.recipe
+  file_utils.atomic_write_json(layout.config_file,
+                               dict(SMALL_CONFIG, vocab_size=r.vocab_size))
+  outputs = [os.path.join(layout.records, n.replace(".txt", ".tfrecord"))
+             for n in report["shards"]]
+  stages.run("Build pretraining TFRecords", [
+      sys.executable, "create_pretraining_data.py",
+      "--input_file=%s/corpus-*.txt" % layout.corpus,
+      "--output_dir=" + layout.records,
+      "--spm_model_file=" + spm_prefix + ".model",
+      "--vocab_file=" + spm_prefix + ".vocab",
+      "--max_seq_length=%d" % r.max_seq_length,
+      "--max_predictions_per_seq=%d" % r.max_predictions_per_seq,
+      "--dupe_factor=%d" % r.dupe_factor, "--num_workers=2"], outputs,
+             name="records")
+  return outputs
+
+
+def pretrain(stages, opts, layout, records, spm_prefix):
+  r = opts.recipe
+  checkpoint = os.path.join(layout.pretrain,
+                            "model.ckpt-%d" % r.pretrain_steps)
+  results = os.path.join(layout.pretrain, "eval_results.txt")
+  stages.run("Pretrain the small ALBERT (LAMB, %d steps)" % r.pretrain_steps, [
+      sys.executable, "run_pretraining.py",
+      "--albert_config_file=" + layout.config_file,
+      "--input_file=" + ",".join(records),
+      "--spm_model_file=" + spm_prefix + ".model",
+      "--output_dir=" + layout.pretrain, "--do_train", "--do_eval",
+      "--train_batch_size=%d" % r.pretrain_batch_size,
+      "--eval_batch_size=64", "--optimizer=lamb",
+      "--learning_rate=%g" % r.pretrain_learning_rate,
+      "--max_seq_length=%d" % r.max_seq_length,
+      "--max_predictions_per_seq=%d" % r.max_predictions_per_seq,
+      "--num_train_steps=%d" % r.pretrain_steps,
+      "--num_warmup_steps=%d" % (r.pretrain_steps // 10),
+      "--save_checkpoints_steps=%d" % min(1000, r.pretrain_steps),
+      "--iterations_per_loop=100", "--max_eval_steps=20",
+      "--precision=" + r.precision], results, name="pretrain")
+  return checkpoint
+
+
+def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
+  """run_ner.py's command line for one run of one arm."""
+  r = opts.recipe
+  argv = [
+      sys.executable, "run_ner.py", "--dataset=" + dataset,
+      "--albert_config_file=" + layout.config_file,
+      "--spm_model_file=" + spm_prefix + ".model",
+      "--output_dir=" + layout.ner(dataset, arm, seed),
+      "--do_train", "--do_eval", "--do_predict",
+      "--max_seq_length=%d" % r.max_seq_length,
+      "--train_batch_size=%d" % r.ner_batch_size, "--eval_batch_size=64",
+      "--predict_batch_size=64",
+      "--learning_rate=%g" % r.ner_learning_rate,
+      "--train_step=%d" % r.ner_steps,
+      "--warmup_step=%d" % (r.ner_steps // 10),
+      "--save_checkpoints_steps=%d" % r.ner_eval_every,
+      "--keep_checkpoint_max=2", "--iterations_per_loop=100",
+      "--seed=%d" % seed, "--precision=" + r.precision]
+  if opts.data_dir:
+    argv.append("--data_dir=" + opts.data_dir)
+  if arm == "pretrained":
+    argv.append("--init_checkpoint=" + checkpoint)
+  return argv
+
+
+def fine_tune_all(stages, opts, layout, spm_prefix, checkpoint):
+  runs = [(d, s, a) for d in opts.datasets for s in opts.seed_list(d)
+          for a in ARMS]
+  spent, timed = 0.0, 0
+  for n, (dataset, seed, arm) in enumerate(runs):
+    if timed:
+      stages.say("\n    fine-tuning run %d/%d; about %s left" % (
+          n + 1, len(runs), _minutes(spent / timed * (len(runs) - n))))
+    done = os.path.join(layout.ner(dataset, arm, seed), "test_results.json")
+    title = "Fine-tune %s, %s, seed %d" % (dataset, arm, seed)
+    started = time.time()
+    if stages.run(title, ner_argv(opts, layout, dataset, arm, seed,
+                                  spm_prefix, checkpoint), done,
+                  name="ner-%s-%s-%d" % (dataset, arm, seed)):
+      spent += time.time() - started
+      timed += 1
+  return runs
+
+
+# ---------------------------------------------------------------------------
+# Results
+
+
+def _load_json(path):
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
+def read_run(run_dir):
+  """{dev_f1, test_f1, test_precision, test_recall, chosen_step, curve}."""
+  dev = _load_json(os.path.join(run_dir, "dev_results.json"))
+  test = _load_json(os.path.join(run_dir, "test_results.json"))
+  curve = sorted((rec["step"], rec["conlleval_f1"])
+                 for rec in dev["records"])
+  return {"dev_f1": dev["chosen"]["conlleval_f1"],
+          "chosen_step": dev["chosen"]["step"],
+          "test_f1": test["conlleval_f1"],
+          "test_precision": test["conlleval_precision"],
+          "test_recall": test["conlleval_recall"],
+          "curve": curve}
+
+
+def mean_sd(values):
+  values = list(values)
+  sd = statistics.stdev(values) if len(values) > 1 else 0.0
+  return statistics.fmean(values), sd
+
+
+def summarize(opts, layout):
+  """{dataset: {arm: {"runs": {seed: run}, "dev": (mean, sd), "test": ...}}
+  plus the gains (pretrained minus scratch, of the means)."""
+  out = {}
+  for dataset in opts.datasets:
+    arms = {}
+    for arm in ARMS:
+      runs = {}
+      for seed in opts.seed_list(dataset):
+        runs[seed] = read_run(layout.ner(dataset, arm, seed))
+      arms[arm] = {"runs": runs,
+                   "dev": mean_sd(r["dev_f1"] for r in runs.values()),
+                   "test": mean_sd(r["test_f1"] for r in runs.values())}
+    arms["gain"] = {
+        split: arms["pretrained"][split][0] - arms["scratch"][split][0]
+        for split in ("dev", "test")}
+    out[dataset] = arms
+  return out
+
+
+def _pct(mean_and_sd):
+  return "%.1f ± %.1f" % (100 * mean_and_sd[0], 100 * mean_and_sd[1])
+
+
+def markdown(opts, summary, corpus_check):
+  r = opts.recipe
+  lines = [
+      "# Pretraining gain: entity-level F1 (%), mean ± sd over seeds", "",
+      "| dataset | arm | dev F1 | test F1 | seeds | chosen steps |",
+      "|---|---|---|---|---|---|"]
+  for dataset, arms in summary.items():
+    for arm in ARMS:
+      steps = ", ".join(str(run["chosen_step"])
+                        for run in arms[arm]["runs"].values())
+      lines.append("| %s | %s | %s | %s | %s | %s |" % (
+          dataset, arm, _pct(arms[arm]["dev"]), _pct(arms[arm]["test"]),
+          ", ".join(str(s) for s in arms[arm]["runs"]), steps))
+    lines.append("| %s | **gain** | **%+.1f** | **%+.1f** | | |" % (
+        dataset, 100 * arms["gain"]["dev"], 100 * arms["gain"]["test"]))
+  lines += [
+      "", "Recipe: small ALBERT (embedding %d, hidden %d, %d shared layers), "
+      "vocabulary %d, sequence %d; pretraining %d LAMB steps of batch %d at "
+      "lr %g; fine-tuning %d steps of batch %d at lr %g (both arms), dev "
+      "scored every %d steps, precision %s." % (
+          SMALL_CONFIG["embedding_size"], SMALL_CONFIG["hidden_size"],
+          SMALL_CONFIG["num_hidden_layers"], r.vocab_size, r.max_seq_length,
+          r.pretrain_steps, r.pretrain_batch_size, r.pretrain_learning_rate,
+          r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
+          r.ner_eval_every, r.precision),
+      "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
+      "words; %(dropped_leaks)d sentences dropped for sharing text with an "
+      "evaluated devel/test sentence." % corpus_check["total"],
+      "Leak check after the build: %d of %d evaluated devel/test sentences "
+      "appear as a corpus line." % (corpus_check["found"],
+                                    corpus_check["checked"]), ""]
+  return "\n".join(lines)
+
+
+def verify_corpus(layout, opts):
+  """Counts evaluated devel/test sentences found verbatim (normalised) as
+  corpus lines: an independent check of the leak guard."""
+  report = corpus_lib.read_report(layout.corpus)
+  _, texts = corpus_lib.evaluation_sets(opts.datasets, opts.data_dir)
+  wanted = {corpus_lib.normalize(t) for t in texts}
+  wanted.discard("")
+  found = set()
+  for name in report["shards"]:
+    with open(os.path.join(layout.corpus, name), encoding="utf-8") as f:
+      for line in f:
+        key = corpus_lib.normalize(line)
+        if key in wanted:
+          found.add(key)
+  return {"total": report["total"], "checked": len(wanted),
+          "found": len(found)}
+
+
+def plot(summary, path):
+  """dev F1 against fine-tuning steps, one panel per dataset; thin lines
+  per seed, thick for the mean. Returns False without matplotlib."""
+  try:
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return False
+  fig, axes = pyplot.subplots(1, len(summary), squeeze=False,
+                              figsize=(5 * len(summary), 3.6))
+  for ax, (dataset, arms) in zip(axes[0], summary.items()):
+    for arm, color in zip(ARMS, ("tab:gray", "tab:blue")):
+      curves = [run["curve"] for run in arms[arm]["runs"].values()]
+      for curve in curves:
+        ax.plot([s for s, _ in curve], [100 * f for _, f in curve],
+                color=color, alpha=0.3, linewidth=0.8)
+      steps = sorted({s for curve in curves for s, _ in curve})
+      means = [statistics.fmean(f for curve in curves for s2, f in curve
+                                if s2 == s) for s in steps]
+      ax.plot(steps, [100 * m for m in means], color=color, linewidth=2,
+              label=arm)
+    ax.set_title(dataset)
+    ax.set_xlabel("fine-tuning steps")
+    ax.set_ylabel("dev entity F1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+  fig.tight_layout()
+  with file_utils.atomic_file(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=100)
+  pyplot.close(fig)
+  return True
+
+
+def write_report(opts, layout, stages):
+  summary = summarize(opts, layout)
+  check = verify_corpus(layout, opts)
+  text = markdown(opts, summary, check)
+  file_utils.atomic_write(layout.join(RESULTS_MD), text)
+  file_utils.atomic_write_json(layout.join(RESULTS_JSON), {
+      "settings": opts.settings(), "corpus_check": check,
+      "results": summary})
+  plotted = plot(summary, layout.join(PLOT_FILE))
+  stages.say("\n" + text)
+  stages.say("results: %s%s" % (layout.join(RESULTS_MD), (
+      ", plot: " + layout.join(PLOT_FILE)) if plotted else
+      " (no plot: install the `plot` extra, pip install '.[plot]')"))
+  return summary
+
+
+# ---------------------------------------------------------------------------
+# The job
+
+
+def prepare_pretrained(stages, opts, layout):
+  """Stages 1-4; returns (spm_prefix, pretrained checkpoint prefix)."""
+  report = build_corpus(stages, opts, layout)
+  spm_prefix = train_vocabulary(stages, opts, layout)
+  records = build_records(stages, opts, layout, report, spm_prefix)
+  checkpoint = pretrain(stages, opts, layout, records, spm_prefix)
+  return spm_prefix, checkpoint
+
+
+def run(opts, out=sys.stdout, then=None, job="pretraining_gain"):
+  """Runs (or resumes) the experiment; returns the summary. `then(stages,
+  layout, summary)` runs afterwards, still under the directory lock."""
+  os.makedirs(opts.output_dir, exist_ok=True)
+  with file_utils.DirLock(opts.output_dir):
+    check_settings(opts)
+    layout = Layout(os.path.abspath(opts.output_dir))
+    stages = stages_lib.Stages(layout.out, job=job, out=out)
+    estimate = estimate_seconds(opts)
+    stages.say("Estimated time on a 2-core CPU: %s (%s)" % (
+        _minutes(sum(estimate.values())), ", ".join(
+            "%s %s" % (k, _minutes(v)) for k, v in estimate.items())))
+    spm_prefix, checkpoint = prepare_pretrained(stages, opts, layout)
+    fine_tune_all(stages, opts, layout, spm_prefix, checkpoint)
+    summary = write_report(opts, layout, stages)
+    if then is not None:
+      then(stages, layout, summary)
+    return summary
+
+
+def define_flags():
+  defaults = Recipe()
+  flags.DEFINE_string("output_dir", "pretraining_gain",
+                      "Where every artifact goes.")
+  flags.DEFINE_string("data_dir", None, "Data root (default: "
+                      "$BIOALBERT_DATA_DIR, then ../shared/data).")
+  flags.DEFINE_list("datasets", ["NCBI-disease"],
+                    "Datasets to fine-tune and evaluate on (their devel/test "
+                    "text is kept out of the corpus); NAME:N runs that one "
+                    "with N seeds instead of --seeds.")
+  flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds per arm and dataset.")
+  flags.DEFINE_integer("first_seed", 1, "The first seed.")
+  flags.DEFINE_list("sources", list(corpus_lib.SOURCES),
+                    "Corpus sources (bio.experiments.corpus).")
+  for field in dataclasses.fields(Recipe):
+    value = getattr(defaults, field.name)
+    define = {int: flags.DEFINE_integer, float: flags.DEFINE_float,
+              str: flags.DEFINE_string}[type(value)]
+    define(field.name, value, "Recipe: %s." % field.name.replace("_", " "))
+
+
+def parse_datasets(values):
+  """["A", "B:1"] -> (("A", "B"), (("B", 1),)); raises ExperimentError."""
+  names, counts = [], []
+  for value in values:
+    name, _, n = value.partition(":")
+    if not name or (n and (not n.isdigit() or int(n) < 1)):
+      raise ExperimentError("--datasets: %r is not NAME or NAME:SEEDS "
+                            "(SEEDS >= 1)" % value)
+    try:
+      name = datasets.get_dataset(name)["name"]
+    except ValueError as e:
+      raise ExperimentError("--datasets: %s" % e)
+    names.append(name)
+    if n:
+      counts.append((name, int(n)))
+  return tuple(names), tuple(counts)
+
+
+def options_from_flags(fv=flags.FLAGS):
+  recipe = Recipe(**{f.name: fv[f.name].value
+                     for f in dataclasses.fields(Recipe)})
+  names, counts = parse_datasets(fv.datasets)
+  return ExperimentOptions(
+      output_dir=fv.output_dir, datasets=names, dataset_seeds=counts,
+      seeds=fv.seeds, first_seed=fv.first_seed, data_dir=fv.data_dir,
+      recipe=recipe, sources=tuple(fv.sources))
+
+
+def main(argv):
+  del argv
+  try:
+    opts = options_from_flags()
+    paths.resolve_data_dir(opts.data_dir)
+    run(opts)
+  except (ExperimentError, corpus_lib.CorpusError, FileNotFoundError,
+          file_utils.DirLockedError) as e:
+    sys.exit("pretraining_gain: %s" % e)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,122 @@
+"""Tests for bio.experiments.pretraining_gain: the results it reports from
+run directories, its settings guard, and one tiny end-to-end run with a
+resume, on the fake data root (conftest)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bio.experiments import pretraining_gain as gain
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
+                                    ".."))
+
+
+def _write_run(run_dir, curve, chosen_step, test_f1):
+  os.makedirs(run_dir)
+  records = [{"step": s, "conlleval_f1": f, "checkpoint": "model.ckpt-%d" % s}
+             for s, f in curve]
+  chosen = [r for r in records if r["step"] == chosen_step][0]
+  with open(os.path.join(run_dir, "dev_results.json"), "w") as f:
+    json.dump({"records": records, "chosen": chosen}, f)
+  with open(os.path.join(run_dir, "test_results.json"), "w") as f:
+    json.dump({"conlleval_f1": test_f1, "conlleval_precision": 0.5,
+               "conlleval_recall": 0.5}, f)
+
+
+def test_summary_table_and_plot(tmp_path):
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path), seeds=2,
+                                datasets=("NCBI-disease",))
+  layout = gain.Layout(str(tmp_path))
+  test = {("scratch", 1): 0.30, ("scratch", 2): 0.34,
+          ("pretrained", 1): 0.50, ("pretrained", 2): 0.46}
+  dev = {("scratch", 1): 0.31, ("scratch", 2): 0.29,
+         ("pretrained", 1): 0.52, ("pretrained", 2): 0.48}
+  for (arm, seed), f1 in dev.items():
+    _write_run(layout.ner("NCBI-disease", arm, seed),
+               [(100, f1 - 0.1), (200, f1), (300, f1 - 0.05)], 200,
+               test[arm, seed])
+  summary = gain.summarize(opts, layout)["NCBI-disease"]
+  for arm in gain.ARMS:
+    values = [test[arm, s] for s in (1, 2)]
+    assert summary[arm]["test"] == pytest.approx(
+        (np.mean(values), np.std(values, ddof=1)))
+  assert summary["gain"]["test"] == pytest.approx(0.16)
+  assert summary["gain"]["dev"] == pytest.approx(0.20)
+  check = {"total": {"documents": 1, "sentences": 2, "words": 3,
+                     "dropped_leaks": 4}, "checked": 5, "found": 0}
+  text = gain.markdown(opts, {"NCBI-disease": summary}, check)
+  assert "| NCBI-disease | scratch | 30.0 ± 1.4 | 32.0 ± 2.8 | 1, 2 | " \
+         "200, 200 |" in text
+  assert "| NCBI-disease | **gain** | **+20.0** | **+16.0** | | |" in text
+  pytest.importorskip("matplotlib")
+  from matplotlib import image  # pylint: disable=g-import-not-at-top
+  assert gain.plot({"NCBI-disease": summary}, str(tmp_path / "p.png"))
+  assert image.imread(str(tmp_path / "p.png")).shape[:2] == (360, 500)
+
+
+def test_dataset_seed_syntax():
+  names, counts = gain.parse_datasets(["ncbi", "BC5CDR-chem:1"])
+  assert names == ("NCBI-disease", "BC5CDR-chem")
+  opts = gain.ExperimentOptions(output_dir="x", datasets=names,
+                                dataset_seeds=counts, seeds=3)
+  assert opts.seed_list("NCBI-disease") == [1, 2, 3]
+  assert opts.seed_list("BC5CDR-chem") == [1]
+  for bad in ("NCBI-disease:0", "NCBI-disease:x", "nope"):
+    with pytest.raises(gain.ExperimentError, match="--datasets"):
+      gain.parse_datasets([bad])
+
+
+def test_other_settings_are_refused(tmp_path):
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path))
+  gain.check_settings(opts)
+  gain.check_settings(opts)
+  other = gain.ExperimentOptions(
+      output_dir=str(tmp_path), recipe=gain.Recipe(pretrain_steps=7))
+  with pytest.raises(gain.ExperimentError,
+                     match=r"recipe\.pretrain_steps: 4000 -> 7"):
+    gain.check_settings(other)
+
+
+def _run(out, data, *extra):
+  return subprocess.run(
+      [sys.executable, "-m", "bio.experiments.pretraining_gain",
+       "--output_dir=" + out, "--data_dir=" + data, "--seeds=1",
+       "--vocab_size=120", "--pretrain_steps=2", "--pretrain_batch_size=4",
+       "--ner_steps=4", "--ner_eval_every=2", "--ner_batch_size=4",
+       "--dupe_factor=1", "--max_seq_length=32",
+       "--max_predictions_per_seq=5", *extra],
+      cwd=ROOT, capture_output=True, text=True, timeout=900,
+      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+
+
+def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
+  out = str(tmp_path / "exp")
+  proc = _run(out, fake_data)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  with open(os.path.join(out, gain.RESULTS_JSON), encoding="utf-8") as f:
+    results = json.load(f)
+  assert results["corpus_check"]["found"] == 0
+  ncbi = results["results"]["NCBI-disease"]
+  for arm in gain.ARMS:
+    run_dir = os.path.join(out, "ner", "NCBI-disease", arm, "seed-1")
+    with open(os.path.join(run_dir, "test_results.json")) as f:
+      assert ncbi[arm]["test"][0] == json.load(f)["conlleval_f1"]
+    assert [s for s, _ in ncbi[arm]["runs"]["1"]["curve"]] == [2, 4]
+  with open(os.path.join(out, "ner", "NCBI-disease", "pretrained", "seed-1",
+                         "run_config.json")) as f:
+    assert "pretrain/model.ckpt-2" in json.dumps(json.load(f))
+  # A re-run redoes nothing; other settings are refused in one line.
+  again = _run(out, fake_data)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert len(re.findall("already done", again.stdout)) == 6
+  refused = _run(out, fake_data, "--ner_learning_rate=0.5")
+  assert refused.returncode == 1
+  assert refused.stderr.strip().splitlines()[-1].startswith(
+      "pretraining_gain: ")
+  assert "ner_learning_rate" in refused.stderr
+  assert "Traceback" not in refused.stderr
