@@ -19,17 +19,38 @@ same texts, each in a fresh process one after the other:
   length-onednn length-fp32 run under TF's auto_mixed_precision_onednn_
                 bfloat16 grappler rewrite (a loader-side setting; a no-op
                 on CPUs without bfloat16 support: then the scores equal fp32)
+  hf-fp32       the peer: Hugging Face transformers
+                pipeline("token-classification", aggregation_strategy=
+                "first") with torch in float32, on an
+                AlbertForTokenClassification converted from the same random
+                run directory (bio.serving.export_hf), so both sides run the
+                same weights; windows of max_seq_length with a stride of half
+                of it for longer texts
+  hf-bf16       the same under torch.autocast("cpu", dtype=torch.bfloat16)
+
+The pipeline's entities can differ from ours even with equal
+probabilities: it finds word starts by the spaces of the text (its fallback
+for tokenizers without a subword prefix), so a word cut into a lone "▁"
+piece and more pieces counts as two words, and whole texts beyond
+max_seq_length pieces are windowed its own way.
+
+The hf-* variants need torch and transformers (the `hf` extra); without
+them the bench says so and skips those variants.
 
 Texts: --texts=sentences, NCBI-disease test sentences joined by spaces
-(--sentences at batch 8 and 64, --batch1_sentences at batch 1, the first
-ones); --texts=abstracts, title + abstract of the PubMed sample articles
+(the first --sentences, 256 as in issue 12, at every batch size;
+--batch1_sentences may take fewer at batch 1); --texts=abstracts, title + abstract of the PubMed sample articles
 (--abstracts of them, at every batch size), which need several windows.
 
-Prints per variant and batch size texts/s and words/s, the ratio to
-fixed-fp32, and how many texts got exactly fixed-fp32's entities (start,
-end, type) with the largest score difference among identical entities.
+Prints per variant and batch size texts/s and words/s, the ratios to
+fixed-fp32 and to hf-bf16, the best batch size of each variant against
+issue 12's goals (>= 1.75x hf-bf16, >= 14 sentences/s in fp32), and how
+many texts got exactly fixed-fp32's entities (start, end, type) with the
+largest score difference among identical entities. Figures are only
+comparable within one run: other jobs on the machine slow every variant.
 """
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -48,7 +69,11 @@ VARIANTS = {  # name: (precision, length_aware, onednn rewrite)
     "length-bf16": ("bf16", True, False),
     "length-onednn": ("fp32", True, True),
 }
+HF_VARIANTS = {"hf-fp32": False, "hf-bf16": True}  # name: bf16 autocast
+DEFAULT_VARIANTS = "fixed-fp32,length-fp32,length-onednn,hf-fp32,hf-bf16"
 BATCHES = (1, 8, 64)
+GOAL_HF_RATIO = 1.75  # issue 12: best batch size against hf-bf16's best
+GOAL_FP32 = 14.0  # issue 12: sentences/s in fp32
 
 
 def build_run_dir(work_dir, config_name, data_dir):
@@ -137,6 +162,52 @@ def measure(export_dir, texts_file, batch1_count, rewrite, threads):
   return {"timings": timings, "entities": entities_of(outputs)}
 
 
+def measure_hf(hf_dir, texts_file, batch1_count, bf16, threads,
+               max_seq_length):
+  """measure() for the Hugging Face pipeline (in a fresh process)."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  import transformers  # pylint: disable=g-import-not-at-top
+  # Unigram pieces have no continuing-subword prefix: the pipeline warns that
+  # it finds words by spaces, which is how these texts are written.
+  warnings.filterwarnings("ignore", message=".*fallback heuristic.*")
+  transformers.logging.set_verbosity_error()
+  if threads:
+    torch.set_num_threads(threads)
+  with open(texts_file) as f:
+    texts = json.load(f)
+  tokenizer = transformers.AutoTokenizer.from_pretrained(hf_dir)
+  tokenizer.model_max_length = max_seq_length
+  model = transformers.AlbertForTokenClassification.from_pretrained(hf_dir)
+  pipe = transformers.pipeline(
+      "token-classification", model=model.eval(), tokenizer=tokenizer,
+      aggregation_strategy="first", stride=max_seq_length // 2, device=-1)
+  precision = (torch.autocast("cpu", dtype=torch.bfloat16) if bf16
+               else contextlib.nullcontext())
+  timings = {}
+  with precision:
+    pipe(texts[:8], batch_size=8)  # warm-up
+    for batch in BATCHES:
+      count = batch1_count if batch == 1 else len(texts)
+      started = time.perf_counter()
+      outputs = pipe(texts[:count], batch_size=batch)
+      timings[batch] = [time.perf_counter() - started, count]
+  entities = []
+  for text, found in zip(texts, outputs):
+    entities.append([])
+    for e in found:
+      # The fast tokenizer's offsets of a word's first piece ("▁word")
+      # cover the space before it: spans start at the first visible one.
+      start, end = int(e["start"]), int(e["end"])
+      start += len(text[start:end]) - len(text[start:end].lstrip())
+      entities[-1].append([start, end, e["entity_group"], float(e["score"])])
+  return {"timings": timings, "entities": entities,
+          "versions": "torch %s, transformers %s, %d threads" % (
+              torch.__version__, transformers.__version__,
+              torch.get_num_threads())}
+
+
 def entities_of(outputs):
   """[[start, end, type, score], ...] per text of the serving outputs."""
   entities = []
@@ -160,24 +231,53 @@ def compare(reference, entities):
   return same, worst
 
 
+def _in_fresh_process(call, out_file, env=None):
+  """Runs `call` (Python source calling a function of this file) in a new
+  interpreter, which writes its JSON result to out_file; returns it."""
+  code = ("import json, sys; sys.path.insert(0, %r); "
+          "import bench_serving as b; json.dump(%s, open(%r, 'w'))" % (
+              os.path.dirname(os.path.abspath(__file__)), call, out_file))
+  subprocess.run([sys.executable, "-c", code], check=True, env=env)
+  with open(out_file) as f:
+    return json.load(f)
+
+
 def run_variant(name, run_dir, work_dir, args, texts_file):
   """Exports one variant and measures it in a fresh process."""
+  if name in HF_VARIANTS:
+    return run_hf_variant(name, run_dir, work_dir, args, texts_file)
   from bio.serving import export  # pylint: disable=g-import-not-at-top
   precision, length_aware, rewrite = VARIANTS[name]
   export_dir = os.path.join(work_dir, "export-" + name)
   opts = export.ServingOptions(precision=precision, length_aware=length_aware,
-                               max_batch_tokens=args.max_batch_tokens)
+                               max_batch_tokens=args.max_batch_tokens,
+                               length_multiple=args.length_multiple)
   export.export_ner(run_dir, export_dir, max_seq_length=args.max_seq_length,
                     opts=opts)
-  out_file = os.path.join(work_dir, name + ".json")
-  code = ("import json, sys; sys.path.insert(0, %r); "
-          "import bench_serving as b; json.dump(b.measure(%r, %r, %d, %r, %d),"
-          " open(%r, 'w'))" % (os.path.dirname(os.path.abspath(__file__)),
-                               export_dir, texts_file, args.batch1_texts,
-                               rewrite, args.intra_op_threads, out_file))
-  subprocess.run([sys.executable, "-c", code], check=True)
-  with open(out_file) as f:
-    return json.load(f)
+  return _in_fresh_process("b.measure(%r, %r, %d, %r, %d)" % (
+      export_dir, texts_file, args.batch1_texts, rewrite,
+      args.intra_op_threads), os.path.join(work_dir, name + ".json"))
+
+
+def run_hf_variant(name, run_dir, work_dir, args, texts_file):
+  """Converts the run directory for transformers (once) and measures the
+  pipeline in a fresh process that does not load TensorFlow."""
+  from albert import export_hf  # pylint: disable=g-import-not-at-top
+  from bio.serving import export_hf as ner_hf  # pylint: disable=g-import-not-at-top
+  hf_dir = os.path.join(work_dir, "hf")
+  if not os.path.isdir(hf_dir):
+    export_hf.export(ner_hf.run_dir_options(run_dir, hf_dir))
+  env = dict(os.environ, USE_TF="0", USE_TORCH="1")
+  return _in_fresh_process("b.measure_hf(%r, %r, %d, %r, %d, %d)" % (
+      hf_dir, texts_file, args.batch1_texts, HF_VARIANTS[name],
+      args.intra_op_threads, args.max_seq_length),
+                           os.path.join(work_dir, name + ".json"), env)
+
+
+def hf_missing():
+  """The hf extra's modules that are not installed."""
+  return [m for m in ("torch", "transformers")
+          if importlib.util.find_spec(m) is None]
 
 
 def cpu_bf16():
@@ -193,16 +293,34 @@ def cpu_bf16():
 def report(results, texts, kind):
   words = [len(t.split()) for t in texts]
   base = results["fixed-fp32"]
+  peer = results.get("hf-bf16")
+  for name, result in results.items():
+    if "versions" in result:
+      print("%s: %s" % (name, result["versions"]))
+  best = {}
   for batch in BATCHES:
     seconds, count = base["timings"][str(batch)]
     print("batch %d (%d %s, %d words):" % (batch, count, kind,
                                           sum(words[:count])))
     for name, result in results.items():
       seconds, count = result["timings"][str(batch)]
-      base_seconds = base["timings"][str(batch)][0]
-      print("  %-14s %7.2f %s/s %8.1f words/s  x%.2f" % (
-          name, count / seconds, kind, sum(words[:count]) / seconds,
-          base_seconds / seconds))
+      rate = count / seconds
+      best[name] = max(best.get(name, (0, 0)), (rate, batch))
+      against_peer = ""
+      if peer:
+        peer_seconds, peer_count = peer["timings"][str(batch)]
+        against_peer = "  x%.2f hf-bf16" % (rate * peer_seconds / peer_count)
+      print("  %-14s %7.2f %s/s %8.1f words/s  x%.2f fixed-fp32%s" % (
+          name, rate, kind, sum(words[:count]) / seconds,
+          base["timings"][str(batch)][0] / seconds * count /
+          base["timings"][str(batch)][1], against_peer))
+  print("best batch size (issue 12 goals: >= %.2fx hf-bf16's best, >= %.0f "
+        "sentences/s in fp32):" % (GOAL_HF_RATIO, GOAL_FP32))
+  for name, (rate, batch) in best.items():
+    line = "  %-14s %7.2f %s/s at batch %d" % (name, rate, kind, batch)
+    if peer and not name.startswith("hf-"):
+      line += "  x%.2f hf-bf16's best" % (rate / best["hf-bf16"][0])
+    print(line)
   print("entities vs fixed-fp32 (batch 64, %d %s):" % (len(texts), kind))
   for name, result in results.items():
     same, worst = compare(base["entities"], result["entities"])
@@ -218,13 +336,17 @@ def main():
   parser.add_argument("--texts", default="sentences",
                       choices=["sentences", "abstracts"])
   parser.add_argument("--max_seq_length", type=int, default=128)
-  parser.add_argument("--sentences", type=int, default=128)
+  parser.add_argument("--sentences", type=int, default=256)
   parser.add_argument("--abstracts", type=int, default=8)
-  parser.add_argument("--batch1_sentences", type=int, default=32)
-  parser.add_argument("--max_batch_tokens", type=int, default=4096)
-  parser.add_argument("--intra_op_threads", type=int, default=0)
-  parser.add_argument("--variants",
-                      default="fixed-fp32,length-fp32,length-onednn")
+  parser.add_argument("--batch1_sentences", type=int, default=256)
+  parser.add_argument("--max_batch_tokens", type=int, default=None,
+                      help="default: bio.serving.export's")
+  parser.add_argument("--length_multiple", type=int, default=None,
+                      help="default: bio.serving.export's")
+  parser.add_argument("--intra_op_threads", type=int, default=0,
+                      help="TensorFlow's intra-op and torch's threads "
+                      "(0: their defaults)")
+  parser.add_argument("--variants", default=DEFAULT_VARIANTS)
   parser.add_argument("--data_dir", default=None)
   args = parser.parse_args()
   data_dir = paths.resolve_data_dir(args.data_dir)
@@ -232,12 +354,29 @@ def main():
   args.batch1_texts = (min(args.batch1_sentences, len(texts))
                        if kind == "sentences" else len(texts))
   names = args.variants.split(",")
+  unknown = [n for n in names if n not in VARIANTS and n not in HF_VARIANTS]
+  if unknown:
+    parser.error("unknown --variants %s (known: %s)" % (
+        ",".join(unknown), ",".join(list(VARIANTS) + list(HF_VARIANTS))))
   if names[0] != "fixed-fp32":
     names.insert(0, "fixed-fp32")
-  print("random albert_%s, max_seq_length %d, max_batch_tokens %d, %d %s; "
-        "CPU bfloat16 support: %s" % (
+  missing = hf_missing()
+  if missing and any(n in HF_VARIANTS for n in names):
+    print("SKIPPED %s: %s not installed (pip install -e '.[hf]')" % (
+        ",".join(n for n in names if n in HF_VARIANTS), " and ".join(missing)))
+    names = [n for n in names if n not in HF_VARIANTS]
+  from bio.serving import export  # pylint: disable=g-import-not-at-top
+  defaults = export.ServingOptions()
+  if args.max_batch_tokens is None:
+    args.max_batch_tokens = defaults.max_batch_tokens
+  if args.length_multiple is None:
+    args.length_multiple = defaults.length_multiple
+  print("random albert_%s, vocabulary 2000, max_seq_length %d, "
+        "max_batch_tokens %d, length_multiple %d, %d %s; CPU bfloat16 "
+        "support: %s; load average %s" % (
             args.config, args.max_seq_length, args.max_batch_tokens,
-            len(texts), kind, cpu_bf16() or "none"))
+            args.length_multiple, len(texts), kind, cpu_bf16() or "none",
+            " ".join("%.2f" % x for x in os.getloadavg())))
   with tempfile.TemporaryDirectory() as work_dir:
     run_dir = build_run_dir(work_dir, args.config, data_dir)
     texts_file = os.path.join(work_dir, "texts.json")
@@ -246,6 +385,8 @@ def main():
     results = {name: run_variant(name, run_dir, work_dir, args, texts_file)
                for name in names}
   report(results, texts, kind)
+  print("load average at the end: %s" % " ".join(
+      "%.2f" % x for x in os.getloadavg()))
 
 
 if __name__ == "__main__":
