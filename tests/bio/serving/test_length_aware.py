@@ -233,3 +233,49 @@ def test_encoder_export_precision(run_dir, tmp_path, run_python):
           [paths["fp32"], paths["bf16"]])
   dtype, difference = run_python(code)
   assert dtype == "float32" and 0 < difference < 0.1
+
+
+_COUNT_TRACES = r"""
+import json
+import tensorflow as tf
+import tensorflow_text  # registers the SentencePiece ops
+from tensorflow.python.eager import context
+
+def functions():
+  # Every trace of a function (and every instantiated loop body) registers
+  # a function definition in the eager context.
+  return len(context.context().list_function_names())
+
+serve = tf.saved_model.load(EXPORT_DIR).signatures["serving_default"]
+requests = json.loads(REQUESTS)
+serve(text=tf.constant(requests[0], tf.string))  # warm-up
+warm, nodes = functions(), len(serve.graph.as_graph_def().node)
+after = []
+for texts in requests[1:]:
+  serve(text=tf.constant(texts, tf.string))
+  after.append(functions())
+
+@tf.function
+def control(x):  # no input signature: traced again for each new shape
+  return x * 2
+for n in (1, 2, 3):
+  control(tf.zeros([n]))
+print(json.dumps({"warm": warm, "after": after,
+                  "nodes": [nodes, len(serve.graph.as_graph_def().node)],
+                  "control": functions() - after[-1]}))
+"""
+
+
+def test_no_retrace_per_request_once_warm(exports, texts, run_python):
+  ncbi = texts["ncbi"]
+  # Requests of every size and length mix: 1..64 texts, a long text alone
+  # and beside a short one, so the sub-batch loop runs 1 to many times.
+  requests = [ncbi[:2], ncbi[:1], ncbi[5:12], ncbi[:64], [texts["long"]],
+              [texts["short"], texts["long"]], ncbi[100:103], ncbi[20:84]]
+  code = _COUNT_TRACES.replace("EXPORT_DIR", repr(exports["length"])).replace(
+      "REQUESTS", repr(json.dumps(requests)))
+  out = run_python(code)
+  assert out["after"] == [out["warm"]] * len(out["after"])
+  assert out["nodes"][0] == out["nodes"][1]
+  # The count does see traces: the control function adds some.
+  assert out["control"] >= 2
