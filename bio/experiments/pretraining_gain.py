@@ -7,8 +7,9 @@ Stages (each runs the project's own tool, logs to <output_dir>/logs/, and is
 skipped on a re-run when its outputs exist, so an interrupted run resumes):
   1. corpus    `bio.experiments.corpus`: CHEMDNER abstracts, the training
                splits of the BioNER datasets and the PubMed sample, with
-               every devel/test sentence of --datasets kept out (checked
-               again after the build and reported).
+               every devel/test sentence of --exclude_from_corpus (default
+               --datasets) kept out (checked again after the build and
+               reported).
   2. vocab     a SentencePiece vocabulary of --vocab_size pieces on it.
   3. records   create_pretraining_data.py, per-shard mode.
   4. pretrain  run_pretraining.py: a small ALBERT (`SMALL_CONFIG`) from
@@ -100,6 +101,9 @@ class ExperimentOptions(object):
   first_seed: int = 1
   # {dataset: seeds} for datasets run with other than `seeds` seeds.
   dataset_seeds: tuple = ()
+  # Datasets whose devel/test text is kept out of the corpus (default:
+  # `datasets`); every evaluated dataset must be among them.
+  exclude: tuple = ()
   data_dir: str = None
   recipe: Recipe = Recipe()
   sources: tuple = corpus_lib.SOURCES
@@ -108,8 +112,14 @@ class ExperimentOptions(object):
     n = dict(self.dataset_seeds).get(dataset, self.seeds)
     return list(range(self.first_seed, self.first_seed + n))
 
+  def excluded(self):
+    return tuple(self.exclude or self.datasets)
+
   def settings(self):
-    return {"datasets": {d: self.seed_list(d) for d in self.datasets},
+    """What the corpus and the pretrained model depend on. The datasets and
+    seeds fine-tuned may change between runs in one directory: each run has
+    its own run directory."""
+    return {"exclude_from_corpus": list(self.excluded()),
             "sources": list(self.sources),
             "recipe": dataclasses.asdict(self.recipe),
             "config": SMALL_CONFIG}
@@ -155,7 +165,14 @@ class ExperimentError(Exception):
 
 
 def check_settings(opts):
-  """Records the settings, or refuses a directory made with others."""
+  """Records the settings, or refuses a directory made with others; refuses
+  to evaluate a dataset whose devel/test text the corpus may hold."""
+  leaky = [d for d in opts.datasets if d not in opts.excluded()]
+  if leaky:
+    raise ExperimentError(
+        "--datasets: %s is not in --exclude_from_corpus (%s), so its devel/"
+        "test text may be in the corpus; list it there, in a new "
+        "--output_dir" % (", ".join(leaky), ", ".join(opts.excluded())))
   path = os.path.join(opts.output_dir, SETTINGS_FILE)
   wanted = opts.settings()
   if os.path.isfile(path):
@@ -205,7 +222,7 @@ def _minutes(seconds):
 
 def build_corpus(stages, opts, layout):
   copts = corpus_lib.CorpusOptions(
-      output_dir=layout.corpus, evaluate=tuple(opts.datasets),
+      output_dir=layout.corpus, evaluate=opts.excluded(),
       sources=tuple(opts.sources), data_dir=opts.data_dir)
   stages.call("Build the pretraining corpus (leak-checked)",
               lambda: corpus_lib.build(copts, log=lambda s: stages.say(
@@ -392,9 +409,10 @@ def markdown(opts, summary, corpus_check):
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "
       "evaluated devel/test sentence." % corpus_check["total"],
-      "Leak check after the build: %d of %d evaluated devel/test sentences "
-      "appear as a corpus line." % (corpus_check["found"],
-                                    corpus_check["checked"]), ""]
+      "Leak check after the build: %d of the %d distinct devel/test "
+      "sentences of %s appear as a corpus line." % (
+          corpus_check["found"], corpus_check["checked"],
+          ", ".join(opts.excluded())), ""]
   return "\n".join(lines)
 
 
@@ -402,7 +420,7 @@ def verify_corpus(layout, opts):
   """Counts evaluated devel/test sentences found verbatim (normalised) as
   corpus lines: an independent check of the leak guard."""
   report = corpus_lib.read_report(layout.corpus)
-  _, texts = corpus_lib.evaluation_sets(opts.datasets, opts.data_dir)
+  _, texts = corpus_lib.evaluation_sets(opts.excluded(), opts.data_dir)
   wanted = {corpus_lib.normalize(t) for t in texts}
   wanted.discard("")
   found = set()
@@ -456,7 +474,9 @@ def write_report(opts, layout, stages):
   text = markdown(opts, summary, check)
   file_utils.atomic_write(layout.join(RESULTS_MD), text)
   file_utils.atomic_write_json(layout.join(RESULTS_JSON), {
-      "settings": opts.settings(), "corpus_check": check,
+      "settings": opts.settings(),
+      "seeds": {d: opts.seed_list(d) for d in opts.datasets},
+      "corpus_check": check,
       "results": summary})
   plotted = plot(summary, layout.join(PLOT_FILE))
   stages.say("\n" + text)
@@ -506,11 +526,15 @@ def define_flags():
   flags.DEFINE_string("data_dir", None, "Data root (default: "
                       "$BIOALBERT_DATA_DIR, then ../shared/data).")
   flags.DEFINE_list("datasets", ["NCBI-disease"],
-                    "Datasets to fine-tune and evaluate on (their devel/test "
-                    "text is kept out of the corpus); NAME:N runs that one "
-                    "with N seeds instead of --seeds.")
+                    "Datasets to fine-tune and evaluate on; NAME:N runs that "
+                    "one with N seeds instead of --seeds.")
   flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds per arm and dataset.")
   flags.DEFINE_integer("first_seed", 1, "The first seed.")
+  flags.DEFINE_list(
+      "exclude_from_corpus", None,
+      "Datasets whose devel/test text is kept out of the corpus (default: "
+      "--datasets). Fine-tuning in the same directory may later evaluate "
+      "any of them.")
   flags.DEFINE_list("sources", list(corpus_lib.SOURCES),
                     "Corpus sources (bio.experiments.corpus).")
   for field in dataclasses.fields(Recipe):
@@ -520,18 +544,18 @@ def define_flags():
     define(field.name, value, "Recipe: %s." % field.name.replace("_", " "))
 
 
-def parse_datasets(values):
+def parse_datasets(values, flag="--datasets"):
   """["A", "B:1"] -> (("A", "B"), (("B", 1),)); raises ExperimentError."""
   names, counts = [], []
   for value in values:
     name, _, n = value.partition(":")
     if not name or (n and (not n.isdigit() or int(n) < 1)):
-      raise ExperimentError("--datasets: %r is not NAME or NAME:SEEDS "
-                            "(SEEDS >= 1)" % value)
+      raise ExperimentError("%s: %r is not NAME or NAME:SEEDS "
+                            "(SEEDS >= 1)" % (flag, value))
     try:
       name = datasets.get_dataset(name)["name"]
     except ValueError as e:
-      raise ExperimentError("--datasets: %s" % e)
+      raise ExperimentError("%s: %s" % (flag, e))
     names.append(name)
     if n:
       counts.append((name, int(n)))
@@ -545,7 +569,9 @@ def options_from_flags(fv=flags.FLAGS):
   return ExperimentOptions(
       output_dir=fv.output_dir, datasets=names, dataset_seeds=counts,
       seeds=fv.seeds, first_seed=fv.first_seed, data_dir=fv.data_dir,
-      recipe=recipe, sources=tuple(fv.sources))
+      recipe=recipe, sources=tuple(fv.sources),
+      exclude=parse_datasets(fv.exclude_from_corpus or [],
+                             "--exclude_from_corpus")[0])
 
 
 def main(argv):

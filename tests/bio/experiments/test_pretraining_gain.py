@@ -1,6 +1,7 @@
 """Tests for bio.experiments.pretraining_gain: the results it reports from
 run directories, its settings guard, and one tiny end-to-end run with a
 resume, on the fake data root (conftest)."""
+import dataclasses
 import json
 import os
 import re
@@ -80,6 +81,16 @@ def test_other_settings_are_refused(tmp_path):
   with pytest.raises(gain.ExperimentError,
                      match=r"recipe\.pretrain_steps: 4000 -> 7"):
     gain.check_settings(other)
+  # Fine-tuning more datasets or seeds on the same corpus is allowed when
+  # the corpus kept their devel/test text out, refused otherwise.
+  wide = gain.ExperimentOptions(output_dir=str(tmp_path / "w"),
+                                exclude=("NCBI-disease", "BC2GM"))
+  os.makedirs(wide.output_dir)
+  gain.check_settings(wide)
+  gain.check_settings(dataclasses.replace(wide, datasets=("BC2GM",),
+                                          seeds=5))
+  with pytest.raises(gain.ExperimentError, match="BC5CDR-chem is not in"):
+    gain.check_settings(dataclasses.replace(wide, datasets=("BC5CDR-chem",)))
 
 
 def _run(out, data, *extra):
