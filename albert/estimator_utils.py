@@ -10,7 +10,7 @@ Off TPU the estimator also takes the session config of `albert.precision`
 tf.distribute strategy: then it is a plain `tf.estimator.Estimator` with
 `train_distribute`, running the same model_fn (its TPUEstimatorSpec turned
 into an EstimatorSpec), and the input_fn's `batch_size` is the global batch
-that the strategy splits across replicas.
+divided by the number of replicas (each replica reads its own batches).
 """
 import dataclasses
 import time
@@ -20,6 +20,7 @@ from absl import logging
 import tensorflow.compat.v1 as tf
 
 from albert import modeling
+from albert import precision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +111,16 @@ def _distributed_estimator(model_fn, tpu_options, output_dir, batch_size,
       log_step_count_steps=100,
       session_config=session_config,
       train_distribute=strategy)
-  params = dict(params or {}, batch_size=batch_size)
+  # Each replica takes its own element of the input_fn's dataset (the
+  # strategy's iterator deals them out in turn), so the input_fn batches per
+  # replica: together one step sees the global batch, in the order that
+  # one device would.
+  replicas = strategy.num_replicas_in_sync
+  if batch_size % replicas:
+    raise precision.TrainingSetupError(
+        "the train batch of %d per update is not divisible by the %d "
+        "replicas of --distribution" % (batch_size, replicas))
+  params = dict(params or {}, batch_size=batch_size // replicas)
   return tf.estimator.Estimator(estimator_model_fn, config=config,
                                 params=params)
 

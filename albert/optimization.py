@@ -209,6 +209,13 @@ def _all_finite(tensors):
   return tf.reduce_all([tf.reduce_all(tf.is_finite(t)) for t in tensors])
 
 
+def _mean_over_replicas(strategy, grads, tvars):
+  """merge_call body: each gradient averaged over replicas, placed on
+  every copy of its variable."""
+  return strategy.extended.batch_reduce_to(tf.distribute.ReduceOp.MEAN,
+                                           list(zip(grads, tvars)))
+
+
 def _replica_gradients(loss, tvars, loss_scale, colocate):
   """Dense gradients averaged over replicas (unscaled when scaling)."""
   scaled = loss * loss_scale.scale if loss_scale else loss
@@ -217,7 +224,11 @@ def _replica_gradients(loss, tvars, loss_scale, colocate):
            for g, v in zip(grads, tvars)]
   context = tf.distribute.get_replica_context()
   if context.num_replicas_in_sync > 1:
-    grads = context.all_reduce(tf.distribute.ReduceOp.MEAN, grads)
+    # merge_call, not context.all_reduce: in graph mode all_reduce wraps
+    # the reduction in a custom gradient that looks the other replicas'
+    # variables up by name and fails ("Unsuccessful at finding variable
+    # .../replica_1").
+    grads = context.merge_call(_mean_over_replicas, args=(grads, tvars))
   if loss_scale:
     grads = [g / loss_scale.scale for g in grads]
   return grads

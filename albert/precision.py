@@ -215,10 +215,22 @@ def make_strategy(p):
     cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
     logging.info("multi_worker cluster from TF_CONFIG: %s", cluster)
     return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+  # The all-reduce is chosen here, not by TensorFlow: a MirroredStrategy
+  # built while eager execution is on (TF2's default, as in these scripts)
+  # picks CollectiveAllReduce (RING on CPU), whose collective ops never
+  # complete in the Estimator's tf.Session (the first step waits forever).
+  # TensorFlow itself falls back to ReductionToOneDevice for CPUs when the
+  # strategy is built in graph mode (mirrored_strategy.py,
+  # _make_collective_ops_with_fallbacks). GPUs get the NCCL all-reduce ops
+  # of TF1 sessions (not collectives).
   if p.num_gpus:
     devices = ["/gpu:%d" % i for i in range(p.num_gpus)]
+    cross_device_ops = tf.distribute.NcclAllReduce()
   else:
     count = max(1, opts.num_cpu_replicas)
     devices = ["/cpu:%d" % i for i in range(count)]
-  logging.info("MirroredStrategy over %s", ", ".join(devices))
-  return tf.distribute.MirroredStrategy(devices=devices)
+    cross_device_ops = tf.distribute.ReductionToOneDevice()
+  logging.info("MirroredStrategy over %s (%s)", ", ".join(devices),
+               type(cross_device_ops).__name__)
+  return tf.distribute.MirroredStrategy(devices=devices,
+                                        cross_device_ops=cross_device_ops)

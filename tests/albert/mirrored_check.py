@@ -5,11 +5,13 @@ be configured before TensorFlow starts):
 
   python tests/albert/mirrored_check.py WORK_DIR
 
-Trains the tiny pretraining model 3 steps of global batch 8 with
-`estimator_utils.make_estimator` twice, once through a 2-replica
-MirroredStrategy and once on one device (the reference train op), on the
-same batches, and compares every checkpoint variable (1e-5). Prints
-"MIRRORED OK" on success.
+Writes one initial checkpoint of the tiny pretraining model (no dropout),
+then trains from it 3 steps of global batch 8 with
+`estimator_utils.make_estimator` twice: through the 2-replica
+MirroredStrategy of `precision.make_strategy` (each replica reads batches
+of `params["batch_size"]` = 4) and on one device (the reference train op,
+batches of 8), on the same examples. Compares every checkpoint variable
+(1e-5) and the global step. Prints "MIRRORED OK" on success.
 """
 import os
 import sys
@@ -29,34 +31,33 @@ from albert import run_pretraining as rp
 
 def input_fn_of(batches):
   def input_fn(params):
-    del params
     arrays = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     arrays = {k: v.astype(np.float32 if v.dtype == np.float32 else np.int32)
               for k, v in arrays.items()}
     return tf.data.Dataset.from_tensor_slices(arrays).batch(
-        len(batches[0]["input_ids"]), drop_remainder=True)
+        params["batch_size"], drop_remainder=True)
   return input_fn
 
 
-def train(work_dir, batches, strategy):
+def train(work_dir, batches, strategy, init_checkpoint):
   model_fn = rp.model_fn_builder(
-      tt._config(), None, 1e-3, 10, 2, use_tpu=False,  # pylint: disable=protected-access
+      tt._config(), init_checkpoint, 1e-3, 10, 2, use_tpu=False,  # pylint: disable=protected-access
       use_one_hot_embeddings=False, optimizer="lamb", poly_power=1.0,
       start_warmup_step=0)
-
-  def seeded_model_fn(features, labels, mode, params):
-    tf.set_random_seed(7)
-    return model_fn(features, labels, mode, params)
-
   estimator = estimator_utils.make_estimator(
-      seeded_model_fn, estimator_utils.TpuOptions(), work_dir, 8, 8,
+      model_fn, estimator_utils.TpuOptions(), work_dir, 8, 8,
       strategy=strategy)
   estimator.train(input_fn_of(batches), max_steps=len(batches))
-  reader = tf.train.load_checkpoint(estimator.latest_checkpoint())
-  return {name: reader.get_tensor(name)
-          for name, _ in tf.train.list_variables(estimator.latest_checkpoint())
-          if name.startswith(("bert/", "cls/")) and "adam_" not in name}, (
-              reader.get_tensor("global_step"))
+  return read_model(estimator.latest_checkpoint())
+
+
+def read_model(checkpoint):
+  """({name: value} of the model's weights and LAMB moments, global step)."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  values = {name: reader.get_tensor(name)
+            for name, _ in tf.train.list_variables(checkpoint)
+            if name.startswith(("bert/", "cls/"))}
+  return values, reader.get_tensor("global_step")
 
 
 def main(work_dir):
@@ -66,18 +67,36 @@ def main(work_dir):
   assert len(tf.config.list_logical_devices("CPU")) == 2
   strategy = precision.make_strategy(precision.plan(options))
   assert strategy.num_replicas_in_sync == 2
+  assert isinstance(strategy.extended._cross_device_ops,  # pylint: disable=protected-access
+                    tf.distribute.ReductionToOneDevice)
+  try:
+    estimator_utils.make_estimator(None, estimator_utils.TpuOptions(),
+                                   work_dir, 7, 8, strategy=strategy)
+    raise AssertionError("an odd global batch was split over 2 replicas")
+  except precision.TrainingSetupError as e:
+    assert "not divisible by the 2 replicas" in str(e), e
   rng = np.random.RandomState(0)
   batches = [tt.random_batch(rng, 8) for _ in range(3)]
-  # The initial values must match: both runs start from the same seed and
-  # a fresh model_dir, then are compared after 3 updates.
-  got, got_step = train(os.path.join(work_dir, "mirrored"), batches, strategy)
-  want, want_step = train(os.path.join(work_dir, "single"), batches, None)
+  # Both runs start from the same weights (random initialisers would draw
+  # differently in the two graphs).
+  init = os.path.join(work_dir, "init", "model.ckpt")
+  tt.train([], template=batches[0], save_to=init)
+  got, got_step = train(os.path.join(work_dir, "mirrored"), batches, strategy,
+                        init)
+  want, want_step = train(os.path.join(work_dir, "single"), batches, None,
+                          init)
   assert got_step == want_step == 3, (got_step, want_step)
   assert sorted(got) == sorted(want)
   worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
   print("max |mirrored - single| = %.3g over %d variables" % (worst,
                                                               len(want)))
   assert worst < 1e-5
+  # The comparison means something only if training moved the weights.
+  start, _ = read_model(init)
+  moved = max(float(np.max(np.abs(want[k] - start[k]))) for k in start
+              if "adam_" not in k)
+  print("max |trained - initial| = %.3g" % moved)
+  assert moved > 1e-4
   print("MIRRORED OK")
 
 
