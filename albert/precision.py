@@ -71,8 +71,11 @@ class Plan:
   loss_scale: bool     # dynamic loss scaling
 
 
-def validate(opts, use_tpu):
-  """Raises TrainingSetupError for settings no run can use."""
+def validate(opts, use_tpu, train_batch_size=None):
+  """Raises TrainingSetupError for settings no run can use.
+
+  With `train_batch_size` (examples per update), also checks that each
+  micro-batch splits evenly over the mirrored replicas."""
   if opts.precision not in PRECISIONS:
     raise TrainingSetupError("--precision must be one of %s, got %r" %
                              ("|".join(PRECISIONS), opts.precision))
@@ -96,10 +99,30 @@ def validate(opts, use_tpu):
       raise TrainingSetupError(
           "--gradient_accumulation_steps is for CPU/GPU; on TPU use more "
           "cores for a larger batch")
+  if opts.distribution == "multi_worker" and "TF_CONFIG" not in os.environ:
+    raise TrainingSetupError(
+        "--distribution=multi_worker reads the cluster from TF_CONFIG, "
+        "which is not set")
+  replicas = num_mirrored_replicas(opts)
+  if train_batch_size and replicas > 1:
+    micro = train_batch_size // opts.gradient_accumulation_steps
+    if micro % replicas:
+      raise TrainingSetupError(
+          "--distribution=mirrored: the batch of %d per session run (train "
+          "batch / --gradient_accumulation_steps) does not split over %d "
+          "replicas" % (micro, replicas))
 
 
 def visible_gpus():
   return tf.config.list_physical_devices("GPU")
+
+
+def num_mirrored_replicas(opts):
+  """Replicas of --distribution=mirrored (1 otherwise): every visible GPU,
+  else --num_cpu_replicas logical CPUs."""
+  if opts.distribution != "mirrored":
+    return 1
+  return len(visible_gpus()) or max(1, opts.num_cpu_replicas)
 
 
 def plan(opts, use_tpu=False):

@@ -501,7 +501,8 @@ def validate_options(options):
       raise PretrainingInputError("--%s must be positive, got %d." % (
           name, getattr(options, name)))
   try:
-    precision.validate(options.training, options.tpu.use_tpu)
+    precision.validate(options.training, options.tpu.use_tpu,
+                       train_batch_size=options.train_batch_size)
   except precision.TrainingSetupError as e:
     raise PretrainingInputError(str(e)) from e
   steps = options.training.gradient_accumulation_steps

@@ -241,6 +241,21 @@ def test_tpu_plan_uses_bf16_casts_and_refuses_gpu_settings():
       precision.plan(precision.TrainingOptions(**bad), use_tpu=True)
 
 
+def test_validate_refuses_unsplittable_batches_and_missing_tf_config(
+    monkeypatch):
+  mirrored = precision.TrainingOptions(distribution="mirrored",
+                                       num_cpu_replicas=2,
+                                       gradient_accumulation_steps=2)
+  precision.validate(mirrored, False, train_batch_size=8)  # 4 per run: fine
+  with pytest.raises(precision.TrainingSetupError,
+                     match="batch of 3 per session run .* over 2 replicas"):
+    precision.validate(mirrored, False, train_batch_size=6)
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  with pytest.raises(precision.TrainingSetupError, match="TF_CONFIG"):
+    precision.validate(precision.TrainingOptions(distribution="multi_worker"),
+                       False)
+
+
 MIRRORED_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "mirrored_check.py")
 
