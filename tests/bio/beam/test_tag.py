@@ -2,11 +2,11 @@
 files: the same bytes per file, counters, malformed input, re-runs.
 
 Skipped when apache_beam is not installed (`pip install .[beam]`). The
-model is the tiny random-weight export built by tests/bio/serving/
-conftest.py (loaded here by path).
+model is the tiny random-weight export of tests/bio/serving/conftest.py,
+built once per session for these tests and the serving ones
+(tests/bio/conftest.py).
 """
 import glob
-import importlib.util
 import json
 import os
 import shutil
@@ -28,19 +28,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
 RUNNER = ["--runner=FnApiRunner"]
 
 
-def _serving_conftest():
-  spec = importlib.util.spec_from_file_location(
-      "serving_conftest", os.path.join(ROOT, "tests", "bio", "serving",
-                                       "conftest.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.fixture(scope="module")
-def beam_export(spm_model_file, tmp_path_factory):
-  return _serving_conftest().build_tiny_ner_export(
-      str(tmp_path_factory.mktemp("beam_tag_model")), spm_model_file)
+def beam_export(tag_export):
+  """The session's tiny export (tests/bio/conftest.py)."""
+  return tag_export
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +59,8 @@ def beam_run(beam_export, inputs, tmp_path_factory):
   return out, report, counters
 
 
-def test_beam_outputs_are_bio_serving_tag_outputs(beam_run, beam_export,
-                                                  inputs, tmp_path):
+def test_beam_outputs_are_bio_serving_tag_outputs(beam_run, tagger, tmp_path):
   out, report, counters = beam_run
-  tagger = tag.load_model(beam_export)
   documents = entities = 0
   for entry in report:
     if entry["status"] == "failed":
@@ -123,22 +112,28 @@ def test_output_names_and_collisions():
     beam_tag.file_jobs(["/x/a.xml.gz", "/y/a.xml.gz"], "/out", "jsonl")
 
 
+def _start_cli(*args):
+  return subprocess.Popen(
+      [sys.executable, "-m", "bio.beam.tag", *args] + RUNNER,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
 def test_cli_exit_status_and_one_line_errors(beam_export, inputs, tmp_path):
-  proc = subprocess.run(
-      [sys.executable, "-m", "bio.beam.tag", "--saved_model=" + beam_export,
-       "--input=" + os.path.join(inputs, "*.pubtator"),
-       "--output_dir=%s" % (tmp_path / "o"), "--format=pubtator"] + RUNNER,
-      capture_output=True, text=True, cwd=ROOT, timeout=600)
-  assert proc.returncode == 1 and "Traceback" not in proc.stderr
+  # Both runs at once: each is mostly an interpreter and TensorFlow start-up.
+  mixed = _start_cli("--saved_model=" + beam_export,
+                     "--input=" + os.path.join(inputs, "*.pubtator"),
+                     "--output_dir=%s" % (tmp_path / "o"),
+                     "--format=pubtator")
+  no_match = _start_cli("--saved_model=" + beam_export,
+                        "--input=%s" % (tmp_path / "none*.xml"),
+                        "--output_dir=%s" % (tmp_path / "o2"))
+  _, err = mixed.communicate(timeout=600)
+  assert mixed.returncode == 1 and "Traceback" not in err
   text = (tmp_path / "o" / "mixed.pubtator").read_text(encoding="utf-8")
   assert [l.split("|")[0] for l in text.splitlines() if "|t|" in l] == [
       "7", "9"]
-  proc = subprocess.run(
-      [sys.executable, "-m", "bio.beam.tag", "--saved_model=" + beam_export,
-       "--input=%s" % (tmp_path / "none*.xml"),
-       "--output_dir=%s" % (tmp_path / "o2")] + RUNNER,
-      capture_output=True, text=True, cwd=ROOT, timeout=600)
-  assert proc.returncode == 1 and "Traceback" not in proc.stderr
-  assert proc.stderr.strip().splitlines()[-1] == (
+  _, err = no_match.communicate(timeout=600)
+  assert no_match.returncode == 1 and "Traceback" not in err
+  assert err.strip().splitlines()[-1] == (
       "bio.beam.tag: error: --input %s matches no file" % (
           tmp_path / "none*.xml"))

@@ -74,19 +74,44 @@ def build_tiny_ner_export(work_dir, spm_model_file, max_seq_length=64):
 @pytest.fixture(scope="session")
 def random_ner_run():
   """`write_random_ner_run`, for test modules (they cannot import this
-  file)."""
+  file). The export built by `build_tiny_ner_export` and its tagger are the
+  session fixtures `tag_export` and `tagger` of tests/bio/conftest.py
+  (shared with the Beam tests)."""
   return write_random_ner_run
 
 
-@pytest.fixture(scope="session")
-def tag_export(spm_model_file, tmp_path_factory):
-  """The tiny NER SavedModel directory."""
-  return build_tiny_ner_export(str(tmp_path_factory.mktemp("tag_model")),
-                               spm_model_file)
+class CachedTagger(object):
+  """The real tagger, called once per distinct text; returns the serving
+  outputs (same keys and padding) for a batch."""
+
+  def __init__(self, tagger):
+    self._tagger = tagger
+    self._cache = {}
+    self.calls = 0
+
+  def __call__(self, texts):
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from bio.serving import tag  # pylint: disable=g-import-not-at-top
+    todo = sorted({t for t in texts if t not in self._cache})
+    if todo:
+      self.calls += 1
+      out = self._tagger(todo)
+      for row, text in enumerate(todo):
+        self._cache[text] = tag.entities_of(out, row)
+    rows = [self._cache[t] for t in texts]
+    width = max([len(r) for r in rows] + [1])
+    pad = lambda key, fill: [[e[key] for e in r] + [fill] * (width - len(r))
+                             for r in rows]
+    return {"num_entities": np.array([len(r) for r in rows]),
+            "starts": np.array(pad("start", -1)),
+            "ends": np.array(pad("end", -1)),
+            "scores": np.array(pad("score", 0.0)),
+            "types": [[t.encode() for t in r] for r in pad("type", "")],
+            "texts": [[t.encode() for t in r] for r in pad("text", "")]}
 
 
 @pytest.fixture(scope="session")
-def tagger(tag_export):
-  """bio.serving.tag.load_model of the tiny export (loaded once)."""
-  from bio.serving import tag  # pylint: disable=g-import-not-at-top
-  return tag.load_model(tag_export)
+def cached_tagger(tagger):
+  """A `CachedTagger` of the session's tagger: the format and resume tests
+  tag the same shared files, and what a text gets is all they check."""
+  return CachedTagger(tagger)

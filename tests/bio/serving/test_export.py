@@ -106,12 +106,38 @@ def ncbi_texts(ner_dir):
   return texts
 
 
-def test_serving_matches_training_path(ner_export, ner_run_dir,
-                                       spm_model_file, ncbi_texts,
-                                       serve_texts):
-  long_text = " ".join(ncbi_texts[:8])  # many windows
-  texts = ncbi_texts + [long_text] + UNICODE_TEXTS
-  served = serve_texts(ner_export, texts)
+def _nul_texts(ncbi_texts):
+  """Two sentences, then the same with a NUL, with a BEL, between them."""
+  text = ncbi_texts[0] + " " + ncbi_texts[1]
+  cut = len(ncbi_texts[0])
+  return [text, text[:cut] + "\x00" + text[cut + 1:],
+          text[:cut] + "\x07" + text[cut + 1:]]
+
+
+@pytest.fixture(scope="module")
+def served_groups(ner_export, ncbi_texts, serve_texts):
+  """{test: (texts, what the export served for them)}: one serving process
+  for the tests below (each start-up costs seconds)."""
+  groups = {
+      # Many windows for the long one.
+      "training_path": (ncbi_texts + [" ".join(ncbi_texts[:8])] +
+                        UNICODE_TEXTS),
+      "unicode": UNICODE_TEXTS,
+      "nul": _nul_texts(ncbi_texts),
+  }
+  out = serve_texts(ner_export, [t for g in groups.values() for t in g])
+  result, start = {}, 0
+  for name, texts in groups.items():
+    result[name] = (texts, dict(out, entities=out["entities"][
+        start:start + len(texts)]))
+    start += len(texts)
+  assert start == len(out["entities"])
+  return result
+
+
+def test_serving_matches_training_path(served_groups, ner_run_dir,
+                                       spm_model_file):
+  texts, served = served_groups["training_path"]
   assert served["leaked"] == []
   assert {"serving_default", "tokens"} <= set(served["signatures"])
   expected = _python_entities(texts, ner_run_dir, spm_model_file)
@@ -126,8 +152,8 @@ def test_serving_matches_training_path(ner_export, ner_run_dir,
   assert total > 50  # the random model tags plenty: the check has teeth
 
 
-def test_unicode_offsets_slice_exactly(ner_export, serve_texts):
-  served = serve_texts(ner_export, UNICODE_TEXTS)
+def test_unicode_offsets_slice_exactly(served_groups):
+  _, served = served_groups["unicode"]
   for text, ents in zip(UNICODE_TEXTS, served["entities"]):
     for start, end, _, _, surface in ents:
       assert 0 <= start < end <= len(text)
@@ -155,16 +181,17 @@ def test_saved_model_cli_lists_signatures(ner_export):
 
 
 def test_export_rejects_bad_model_dir(tmp_path, ner_run_dir):
-  def run(*args):
-    return subprocess.run([sys.executable, "-m", "bio.serving.export", *args],
-                          capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
-  missing = run("--model_dir=%s" % (tmp_path / "nope"),
-                "--export_dir=%s" % (tmp_path / "out"))
-  assert missing.returncode != 0 and "does not exist" in missing.stderr
+  def start(*args):  # both at once: each is mostly a TensorFlow start-up
+    return subprocess.Popen([sys.executable, "-m", "bio.serving.export",
+                             *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
   (tmp_path / "empty").mkdir()
-  not_ner = run("--model_dir=%s" % (tmp_path / "empty"),
-                "--export_dir=%s" % (tmp_path / "out"))
+  missing = start("--model_dir=%s" % (tmp_path / "nope"),
+                  "--export_dir=%s" % (tmp_path / "out"))
+  not_ner = start("--model_dir=%s" % (tmp_path / "empty"),
+                  "--export_dir=%s" % (tmp_path / "out"))
+  missing, not_ner = _finish(missing), _finish(not_ner)
+  assert missing.returncode != 0 and "does not exist" in missing.stderr
   assert not_ner.returncode != 0 and "label_map.json" in not_ner.stderr
   assert not (tmp_path / "out").exists()
 
@@ -196,18 +223,32 @@ out = sig(input_ids=tf.constant(%s, tf.int32), input_mask=tf.constant(%s,
           tf.int32), segment_ids=tf.constant(%s, tf.int32))
 print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
 """ % (export_dir, ids.tolist(), mask.tolist(), segments.tolist())
+  # An encoder export is not something bio.serving.tag can use: clear
+  # refusal (started first, to run beside the serving process).
+  refused = _start_tag_cli("--saved_model=" + export_dir, "--input=/dev/null",
+                           "--output=%s" % (tmp_path / "never.jsonl"))
   got = run_python(code)
   np.testing.assert_allclose(got["sequence_output"], want_seq, atol=1e-5)
   np.testing.assert_allclose(got["pooled_output"], want_pooled, atol=1e-5)
-  # An encoder export is not something bio.serving.tag can use: clear refusal.
-  proc = _tag_cli("--saved_model=" + export_dir, "--input=/dev/null",
-                  "--output=%s" % (tmp_path / "never.jsonl"))
+  proc = _finish(refused)
   assert proc.returncode != 0 and "not a NER export" in proc.stderr
 
 
+def _start_tag_cli(*args):
+  """bio.serving.tag in the background. Tests start their runs together:
+  each is mostly a TensorFlow start-up."""
+  return subprocess.Popen([sys.executable, "-m", "bio.serving.tag", *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=ROOT)
+
+
+def _finish(proc):
+  out, err = proc.communicate(timeout=300)
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _tag_cli(*args):
-  return subprocess.run([sys.executable, "-m", "bio.serving.tag", *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+  return _finish(_start_tag_cli(*args))
 
 
 def _articles_with_abstract(path):
@@ -222,8 +263,17 @@ def _articles_with_abstract(path):
 def test_tag_pubmed_to_pubtator_and_jsonl(ner_export, pubmed_dir, tmp_path):
   xml = os.path.join(pubmed_dir, "pubmed26n1334.xml.gz")
   out = tmp_path / "tags.pubtator"
-  proc = _tag_cli("--saved_model=" + ner_export, "--input=" + xml,
-                  "--output=%s" % out, "--format=pubtator", "--batch_size=7")
+  lines_file = tmp_path / "abstracts.txt"
+  lines_file.write_text("β-catenin in colorectal cancer .\n\nBRCA1 mutation "
+                        "carriers\n", encoding="utf-8")
+  jsonl = tmp_path / "tags.jsonl"
+  pubtator_run = _start_tag_cli(
+      "--saved_model=" + ner_export, "--input=" + xml, "--output=%s" % out,
+      "--format=pubtator", "--batch_size=7")
+  jsonl_run = _start_tag_cli("--saved_model=" + ner_export,
+                             "--input=%s" % lines_file,
+                             "--output=%s" % jsonl)
+  proc = _finish(pubtator_run)
   assert proc.returncode == 0, proc.stderr[-2000:]
   docs = [d for d in out.read_text(encoding="utf-8").split("\n\n") if d]
   pmids = []
@@ -241,14 +291,9 @@ def test_tag_pubmed_to_pubtator_and_jsonl(ner_export, pubmed_dir, tmp_path):
   assert pmids == _articles_with_abstract(xml)
   assert annotations > 0
 
-  lines_file = tmp_path / "abstracts.txt"
-  lines_file.write_text("β-catenin in colorectal cancer .\n\nBRCA1 mutation "
-                        "carriers\n", encoding="utf-8")
-  out = tmp_path / "tags.jsonl"
-  proc = _tag_cli("--saved_model=" + ner_export, "--input=%s" % lines_file,
-                  "--output=%s" % out)
+  proc = _finish(jsonl_run)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  records = [json.loads(l) for l in out.read_text(encoding="utf-8")
+  records = [json.loads(l) for l in jsonl.read_text(encoding="utf-8")
              .splitlines()]
   assert [r["id"] for r in records] == ["1", "3"]
   for r in records:
@@ -285,14 +330,16 @@ def test_tag_bad_and_empty_input(ner_export, tmp_path):
 
   not_xml = tmp_path / "notxml.xml"
   not_xml.write_text("this is not xml")
-  proc = _tag_cli("--saved_model=" + ner_export, "--input=%s" % not_xml,
-                  "--input_format=pubmed",  # auto would read it as text
-                  "--output=%s" % (tmp_path / "x.jsonl"))
+  not_xml_run = _start_tag_cli(
+      "--saved_model=" + ner_export, "--input=%s" % not_xml,
+      "--input_format=pubmed",  # auto would read it as text
+      "--output=%s" % (tmp_path / "x.jsonl"))
+  missing_run = _start_tag_cli("--saved_model=%s" % (tmp_path / "missing"),
+                               "--input=%s" % empty, "--output=%s" % out)
+  proc = _finish(not_xml_run)
   assert proc.returncode != 0 and "notxml.xml" in proc.stderr
   assert not (tmp_path / "x.jsonl").exists()
-
-  proc = _tag_cli("--saved_model=%s" % (tmp_path / "missing"),
-                  "--input=%s" % empty, "--output=%s" % out)
+  proc = _finish(missing_run)
   assert proc.returncode != 0 and "does not exist" in proc.stderr
 
 
@@ -337,13 +384,13 @@ def test_export_to_a_non_local_filesystem(ner_run_dir, tmp_path, monkeypatch):
   assert os.listdir(tmp_path) == []  # no local folder named `ram:`
 
 
-def test_nul_and_control_characters_are_whitespace(ner_export, ncbi_texts,
-                                                   serve_texts):
-  text = ncbi_texts[0] + " " + ncbi_texts[1]
+def test_nul_and_control_characters_are_whitespace(served_groups,
+                                                   ncbi_texts):
+  texts, served = served_groups["nul"]
+  text = texts[0]
   cut = len(ncbi_texts[0])
-  texts = [text, text[:cut] + "\x00" + text[cut + 1:],
-           text[:cut] + "\x07" + text[cut + 1:]]
-  served = serve_texts(ner_export, texts)["entities"]
+  assert texts[1][cut] == "\x00" and texts[2][cut] == "\x07"
+  served = served["entities"]
   after = [e for e in served[0] if e[0] > cut]
   assert after, "the check needs entities after the NUL"
   want = [(s, e, t) for s, e, t, _, _ in served[0]]

@@ -167,15 +167,21 @@ def test_model_card_and_refusals(hf_export, ner_run_dir, tmp_path):
   assert "NCBI-disease" in card and "| test | 0.5000 | 0.2500 |" in card
   assert "B-Disease" in card and "global step %d" % STEP in card
 
-  def run(*args):
-    return subprocess.run([sys.executable, "-m", "bio.serving.export_hf",
-                           *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
-  again = run("--model_dir=" + ner_run_dir, "--output_dir=" + hf_export)
-  assert again.returncode == 1 and "is not empty" in again.stderr
+  def start(*args):  # both at once: each is mostly a start-up
+    return subprocess.Popen([sys.executable, "-m", "bio.serving.export_hf",
+                             *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+  def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
   (tmp_path / "empty").mkdir()
-  not_ner = run("--model_dir=%s" % (tmp_path / "empty"),
-                "--output_dir=%s" % (tmp_path / "out"))
+  again = start("--model_dir=" + ner_run_dir, "--output_dir=" + hf_export)
+  not_ner = start("--model_dir=%s" % (tmp_path / "empty"),
+                  "--output_dir=%s" % (tmp_path / "out"))
+  again, not_ner = finish(again), finish(not_ner)
+  assert again.returncode == 1 and "is not empty" in again.stderr
   assert not_ner.returncode == 1 and "label_map.json" in not_ner.stderr
   assert "Traceback" not in not_ner.stderr
   assert not (tmp_path / "out").exists()

@@ -3,8 +3,8 @@ reader (the `bioc` library, json, our own line split) and every offset
 checked by slicing the text it points into.
 
 The model is the tiny random-weight export of conftest.py; `CachedTagger`
-runs it once per distinct text so that four output formats of the same
-input cost one tagging pass.
+there runs it once per distinct text so that four output formats of the
+same input cost one tagging pass.
 """
 import glob
 import gzip
@@ -14,7 +14,6 @@ import xml.etree.ElementTree as ET
 
 import bioc
 from bioc import biocjson
-import numpy as np
 import pytest
 
 from bio.serving import documents
@@ -25,37 +24,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
 FORMATS = ("jsonl", "pubtator", "bioc", "bioc_json")
 
 
-class CachedTagger(object):
-  """The real tagger, called once per distinct text; returns the serving
-  outputs (same keys and padding) for a batch."""
-
-  def __init__(self, tagger):
-    self._tagger = tagger
-    self._cache = {}
-    self.calls = 0
-
-  def __call__(self, texts):
-    todo = sorted({t for t in texts if t not in self._cache})
-    if todo:
-      self.calls += 1
-      out = self._tagger(todo)
-      for row, text in enumerate(todo):
-        self._cache[text] = tag.entities_of(out, row)
-    rows = [self._cache[t] for t in texts]
-    width = max([len(r) for r in rows] + [1])
-    pad = lambda key, fill: [[e[key] for e in r] + [fill] * (width - len(r))
-                             for r in rows]
-    return {"num_entities": np.array([len(r) for r in rows]),
-            "starts": np.array(pad("start", -1)),
-            "ends": np.array(pad("end", -1)),
-            "scores": np.array(pad("score", 0.0)),
-            "types": [[t.encode() for t in r] for r in pad("type", "")],
-            "texts": [[t.encode() for t in r] for r in pad("text", "")]}
-
-
 @pytest.fixture(scope="module")
-def cached(tagger):
-  return CachedTagger(tagger)
+def cached(cached_tagger):
+  return cached_tagger
 
 
 def _chemdner_pubtator(data_dir, path, limit=25):
