@@ -174,17 +174,17 @@ def _read_examples(path):
           for r in tf.io.tf_record_iterator(path)]
 
 
-def _run_script(data_dir, output_file, extra_flags):
-  """Our create_pretraining_data.py as upstream was run (README)."""
+def _start_script(data_dir, output_file, extra_flags):
+  """Our create_pretraining_data.py as upstream was run (README), in the
+  background."""
   args = [sys.executable, SCRIPT,
           "--input_file=" + os.path.join(data_dir, "corpus.txt"),
           "--spm_model_file=" + os.path.join(data_dir, "spm.model"),
           "--vocab_file=" + os.path.join(data_dir, "spm.vocab"),
           "--output_file=" + output_file] + list(extra_flags)
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True,
-                        text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
 
 
 def _assert_same_records(path, golden_path):
@@ -207,22 +207,39 @@ def golden_flags(golden_dir):
   return data_dir, settings
 
 
-@pytest.mark.parametrize("setting", ["default", "wwm_ngram1", "random_next"])
-def test_pretraining_records_are_upstreams(golden_flags, setting, tmp_path):
+@pytest.fixture(scope="module")
+def script_outputs(golden_flags, tmp_path_factory):
+  """{setting: records file} of the script run with each golden setting
+  and with "corrected" (default + --corrected_digit_comma); the four runs
+  go at once (each is mostly an interpreter and TensorFlow start-up)."""
   data_dir, settings = golden_flags
-  output = str(tmp_path / (setting + ".tfrecord"))
-  _run_script(data_dir, output, settings[setting])
-  _assert_same_records(output, os.path.join(data_dir, setting + ".tfrecord"))
+  work = tmp_path_factory.mktemp("golden_records")
+  runs = dict(settings, corrected=settings["default"] + [
+      "--corrected_digit_comma"])
+  outputs = {name: str(work / (name + ".tfrecord")) for name in runs}
+  procs = {name: _start_script(data_dir, outputs[name], flags)
+           for name, flags in runs.items()}
+  for name, proc in procs.items():
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (name, err[-3000:])
+  return outputs
+
+
+@pytest.mark.parametrize("setting", ["default", "wwm_ngram1", "random_next"])
+def test_pretraining_records_are_upstreams(golden_flags, script_outputs,
+                                           setting):
+  data_dir, _ = golden_flags
+  _assert_same_records(script_outputs[setting],
+                       os.path.join(data_dir, setting + ".tfrecord"))
 
 
 def test_corrected_digit_comma_flag_reaches_the_tokenizer(golden_flags,
+                                                          script_outputs,
                                                           tmp_path):
   data_dir, settings = golden_flags
   assert settings["default"] == ["--max_predictions_per_seq=20",
                                  "--max_seq_length=128", "--dupe_factor=2"]
-  output = str(tmp_path / "corrected.tfrecord")
-  _run_script(data_dir, output,
-              settings["default"] + ["--corrected_digit_comma"])
+  output = script_outputs["corrected"]
   # The library, given a tokenizer with the corrected rule, writes the same.
   tokenizer = tokenization.FullTokenizer(
       None, spm_model_file=os.path.join(data_dir, "spm.model"),

@@ -247,34 +247,48 @@ def test_group_sharing_matches_or_is_refused(layers, groups, ok):
       hf_convert.check_expressible(config)
 
 
-def _cli(module, *args):
-  return subprocess.run([sys.executable, "-m", module, *args],
-                        capture_output=True, text=True, cwd=ROOT, timeout=300)
+def _start_cli(module, *args):
+  return subprocess.Popen([sys.executable, "-m", module, *args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=ROOT)
+
+
+def _finish(proc):
+  out, err = proc.communicate(timeout=300)
+  return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_cli_refuses_non_empty_output_and_bad_input(golden_dir, tmp_path):
   model_dir = os.path.join(golden_dir, "model")
-  out = tmp_path / "out"
-  out.mkdir()
-  (out / "mine.txt").write_text("user data")
+  # Two non-empty output directories, so that the three runs can go at once
+  # (each is mostly an interpreter and TensorFlow start-up).
+  out, replaced = tmp_path / "out", tmp_path / "replaced"
+  for directory in (out, replaced):
+    directory.mkdir()
+    (directory / "mine.txt").write_text("user data")
   args = ["--init_checkpoint=" + os.path.join(model_dir, "model.ckpt-1"),
           "--albert_config_file=" + os.path.join(model_dir,
                                                  "albert_config.json"),
           "--spm_model_file=" + os.path.join(model_dir, "spm.model")]
-  proc = _cli("albert.export_hf", *args, "--output_dir=%s" % out)
+  refused = _start_cli("albert.export_hf", *args, "--output_dir=%s" % out)
+  overwrite = _start_cli("albert.export_hf", *args,
+                         "--output_dir=%s" % replaced, "--overwrite",
+                         "--head=encoder")
+  missing = _start_cli("albert.import_hf",
+                       "--hf_dir=%s" % (tmp_path / "missing"),
+                       "--output_dir=%s" % (tmp_path / "tf"))
+  proc = _finish(refused)
   assert proc.returncode == 1 and "is not empty" in proc.stderr
   assert "Traceback" not in proc.stderr
   assert os.listdir(out) == ["mine.txt"]
-  proc = _cli("albert.export_hf", *args, "--output_dir=%s" % out,
-              "--overwrite", "--head=encoder")
+  proc = _finish(overwrite)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  assert (out / "mine.txt").read_text() == "user data"
-  config = json.load(open(out / "config.json"))
+  assert (replaced / "mine.txt").read_text() == "user data"
+  config = json.load(open(replaced / "config.json"))
   assert config["architectures"] == ["AlbertModel"]
-  transformers.AlbertModel.from_pretrained(str(out))
+  transformers.AlbertModel.from_pretrained(str(replaced))
 
-  proc = _cli("albert.import_hf", "--hf_dir=%s" % (tmp_path / "missing"),
-              "--output_dir=%s" % (tmp_path / "tf"))
+  proc = _finish(missing)
   assert proc.returncode == 1 and "does not exist" in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "tf").exists()

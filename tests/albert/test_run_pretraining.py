@@ -20,6 +20,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from albert import create_pretraining_data as cpd
+from albert import estimator_utils
 from albert import modeling
 from albert import run_pretraining as rp
 from albert import tokenization
@@ -55,12 +56,22 @@ def _env():
   return env
 
 
+def _start_script(*args):
+  """run_pretraining.py in the background, stderr into stdout."""
+  return subprocess.Popen([sys.executable, SCRIPT] + list(args), cwd=ROOT,
+                          env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc):
+  """(returncode, combined log text) of a `_start_script` process."""
+  log, _ = proc.communicate(timeout=300)
+  return proc.returncode, log
+
+
 def _run_script(*args):
   """Runs run_pretraining.py; returns (returncode, combined log text)."""
-  proc = subprocess.run([sys.executable, SCRIPT] + list(args), cwd=ROOT,
-                        env=_env(), stdout=subprocess.PIPE,
-                        stderr=subprocess.STDOUT, text=True, timeout=300)
-  return proc.returncode, proc.stdout
+  return _finish(_start_script(*args))
 
 
 def _read_eval_results(path):
@@ -621,8 +632,8 @@ def pretraining_records(tmp_path_factory, pubmed_dir, spm_model_file, config):
 
 @pytest.fixture(scope="module")
 def script_runs(tmp_path_factory, pretraining_records):
-  """Three runs: a short one, its resumption, and a fresh run initialised
-  from the resumed run's checkpoint."""
+  """Three runs: a short one, then at once its resumption and a fresh run
+  initialised from (a copy of) its checkpoint."""
   work = tmp_path_factory.mktemp("runs")
   out = str(work / "out")
   common = ["--albert_config_file=" + TINY_CONFIG,
@@ -641,23 +652,30 @@ def script_runs(tmp_path_factory, pretraining_records):
   runs["first_results"] = _read_eval_results(
       os.path.join(out, "eval_results.txt"))
 
-  rc, log = _run_script(*common, "--output_dir=" + out, "--do_eval",
-                        "--optimizer=adamw", "--learning_rate=0.005",
-                        "--num_train_steps=60")
+  # The init run reads a copy, so that the resumed run beside it cannot
+  # touch its checkpoint.
+  init_from = work / "init_from"
+  init_from.mkdir()
+  for path in tf.io.gfile.glob(os.path.join(out, "model.ckpt-2.*")):
+    shutil.copy(path, str(init_from))
+  runs["init_from"] = str(init_from / "model.ckpt-2")
+  resumed = _start_script(*common, "--output_dir=" + out, "--do_eval",
+                          "--optimizer=adamw", "--learning_rate=0.005",
+                          "--num_train_steps=60")
+  # Learning rate 0: after one step every weight must still equal the
+  # checkpoint it was initialised from.
+  init_out = str(work / "init")
+  runs["init_out"] = init_out
+  init = _start_script(*common, "--output_dir=" + init_out,
+                       "--init_checkpoint=" + runs["init_from"],
+                       "--optimizer=lamb", "--learning_rate=0",
+                       "--num_train_steps=1")
+  rc, log = _finish(resumed)
   assert rc == 0, log[-5000:]
   runs["resumed_log"] = log
   runs["resumed_results"] = _read_eval_results(
       os.path.join(out, "eval_results.txt"))
-
-  # Learning rate 0: after one step every weight must still equal the
-  # checkpoint it was initialised from.
-  init_out = str(work / "init")
-  runs["init_from"] = os.path.join(out, "model.ckpt-60")
-  runs["init_out"] = init_out
-  rc, log = _run_script(*common, "--output_dir=" + init_out,
-                        "--init_checkpoint=" + runs["init_from"],
-                        "--optimizer=lamb", "--learning_rate=0",
-                        "--num_train_steps=1")
+  rc, log = _finish(init)
   assert rc == 0, log[-5000:]
   runs["init_log"] = log
   return runs
@@ -774,8 +792,23 @@ def test_script_hardening_errors_and_stale_lock(tmp_path, config):
             "--max_seq_length=%d" % SEQ_LEN, "--num_warmup_steps=0",
             "--max_predictions_per_seq=%d" % MAX_PRED, "--num_train_steps=1",
             "--train_batch_size=4", "--iterations_per_loop=1"]
+  # The script, for a lock (live and stale): its exit status and one-line
+  # error for a PretrainingInputError raised by run().
   cases = {
       "locked": (data, "is in use by another run (pid %d" % os.getpid()),
+      "stale": (data, "taking over the stale lock %s" % (
+          dirs["stale"] / ".lock")),
+  }
+  procs = {}
+  for name, (input_file, _) in cases.items():
+    procs[name] = subprocess.Popen(
+        script + ["--input_file=" + input_file,
+                  "--output_dir=%s" % dirs[name]],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+  # The library, meanwhile, for the checks made before training: the same
+  # settings, the same PretrainingInputError (each would be one line there).
+  in_process = {
       "truncated": (truncated, "%s: truncated or corrupt TFRecord file"
                     % truncated),
       "big_ids": (big_ids, "%s: token id %d in input_ids is >= vocab_size %d"
@@ -783,16 +816,17 @@ def test_script_hardening_errors_and_stale_lock(tmp_path, config):
       # The first mismatch in name order (LayerNorm spans embedding_size).
       "shapes": (data, "bert/embeddings/LayerNorm/beta has shape [%d] there "
                  "but [%d]" % (other.embedding_size, config.embedding_size)),
-      "stale": (data, "taking over the stale lock %s" % (
-          dirs["stale"] / ".lock")),
   }
-  procs = {}
-  for name, (input_file, _) in cases.items():
-    out = dirs.get(name, tmp_path / ("out_" + name))
-    procs[name] = subprocess.Popen(
-        script + ["--input_file=" + input_file, "--output_dir=%s" % out],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+  for name, (input_file, message) in in_process.items():
+    options = rp.PretrainingOptions(
+        albert_config_file=TINY_CONFIG, input_file=input_file,
+        output_dir=str(dirs.get(name, tmp_path / ("out_" + name))),
+        max_seq_length=SEQ_LEN, num_warmup_steps=0,
+        max_predictions_per_seq=MAX_PRED, num_train_steps=1,
+        train_batch_size=4, tpu=estimator_utils.TpuOptions(
+            iterations_per_loop=1))
+    with pytest.raises(rp.PretrainingInputError, match=re.escape(message)):
+      rp.run(options)
   for name, proc in procs.items():
     log, _ = proc.communicate(timeout=300)
     assert cases[name][1] in log, (name, log[-3000:])

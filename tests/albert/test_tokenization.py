@@ -450,11 +450,21 @@ def test_cli_matches_library_and_reloads(corpus_file, bio_spm, sp_tokenizer,
   """The CLI, in a fresh process, trains the same model as the library."""
   prefix = str(tmp_path / "cli" / "bio1k")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run(
-      [sys.executable, "-m", "albert.train_spm", "--input=" + corpus_file,
-       "--model_prefix=" + prefix, "--vocab_size=1000",
-       "--extra_args=--minloglevel=1"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+  def start(*args):  # both runs at once: each is mostly a start-up
+    return subprocess.Popen([sys.executable, "-m", "albert.train_spm", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+  def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+  trained = start("--input=" + corpus_file, "--model_prefix=" + prefix,
+                  "--vocab_size=1000", "--extra_args=--minloglevel=1")
+  failing = start("--input=" + str(tmp_path / "none*.txt"),
+                  "--model_prefix=" + str(tmp_path / "failed" / "bio1k"))
+  result = finish(trained)
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip().splitlines()[-1] == prefix + ".model"
   with open(prefix + ".vocab", encoding="utf-8") as f:
@@ -466,10 +476,7 @@ def test_cli_matches_library_and_reloads(corpus_file, bio_spm, sp_tokenizer,
     text = tokenization.preprocess_text(raw, lower=True)
     assert reloaded.tokenize(text) == sp_tokenizer.tokenize(text)
 
-  failed = subprocess.run(
-      [sys.executable, "-m", "albert.train_spm",
-       "--input=" + str(tmp_path / "none*.txt"), "--model_prefix=" + prefix],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  failed = finish(failing)
   assert failed.returncode == 1
   assert "--input pattern %r matches no file" % str(tmp_path / "none*.txt") in (
       failed.stderr)

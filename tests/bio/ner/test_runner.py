@@ -206,12 +206,11 @@ def test_exported_model_agrees_with_run_ner_predictions(e2e, tmp_path,
   tensorflow and tensorflow_text, on the test sentences joined with spaces:
   its entities are those of run_ner.py's test_predictions.txt."""
   from seqeval.metrics.sequence_labeling import get_entities
+  from bio.serving import export  # pylint: disable=g-import-not-at-top
   export_dir = str(tmp_path / "export")
-  proc = subprocess.run([sys.executable, "-m", "bio.serving.export",
-                         "--model_dir=" + e2e.out,
-                         "--export_dir=" + export_dir],
-                        cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  # In this process: the command line's exit codes and errors are
+  # tests/bio/serving/test_export.py's.
+  export.export_ner(e2e.out, export_dir)
   rows = read_predictions(os.path.join(e2e.out, "test_predictions.txt"))
   texts, expected = [], []
   for sentence in rows:
@@ -466,24 +465,61 @@ def _copy_slice(src, dst, edit=None):
       f.writelines(lines)
 
 
-def test_missing_tab_exits_nonzero_naming_file_and_line(ncbi_slice, spm_model,
-                                                        tmp_path):
-  data = str(tmp_path / "data")
+@pytest.fixture(scope="module")
+def refused_runs(e2e, ncbi_slice, spm_model, encoder_ckpt, tmp_path_factory):
+  """Two run_ner.py runs that must stop before writing, started at once
+  (each is mostly an interpreter and TensorFlow start-up): `missing_tab`
+  (line 5 of train.tsv has no tab) and `mismatched` (a copy of the e2e
+  output dir, run again with another learning rate)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  work = tmp_path_factory.mktemp("refused")
+  data = str(work / "data")
 
   def break_line_5(lines):
     lines[4] = lines[4].replace("\t", " ")
     return lines
 
   _copy_slice(ncbi_slice, data, {"train.tsv": break_line_5})
-  out = str(tmp_path / "out")
-  proc = run_ner_cli([
-      "--data_dir=" + data, "--albert_config_file=" + TINY_CONFIG,
-      "--spm_model_file=" + spm_model, "--output_dir=" + out, "--do_train",
-      "--do_eval", "--do_predict", "--max_seq_length=32"], timeout=300)
+  copy = str(work / "copy")
+  shutil.copytree(e2e.out, copy)
+  before = {n: os.path.getmtime(os.path.join(copy, n))
+            for n in os.listdir(copy)}
+  args = {
+      "missing_tab": [
+          "--data_dir=" + data, "--albert_config_file=" + TINY_CONFIG,
+          "--spm_model_file=" + spm_model,
+          "--output_dir=%s" % (work / "out"), "--do_train", "--do_eval",
+          "--do_predict", "--max_seq_length=32"],
+      "mismatched": [
+          "--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
+          "--spm_model_file=" + spm_model,
+          "--init_checkpoint=" + encoder_ckpt, "--output_dir=" + copy,
+          "--do_train", "--do_eval", "--do_predict",
+          "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
+          "--eval_batch_size=16", "--predict_batch_size=8",
+          "--train_step=200", "--warmup_step=10",
+          "--save_checkpoints_steps=100", "--learning_rate=2e-3"],
+  }
+  procs = {name: subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "run_ner.py")] + a, cwd=ROOT,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for name, a in args.items()}
+  runs = {}
+  for name, proc in procs.items():
+    _, err = proc.communicate(timeout=300)
+    runs[name] = types.SimpleNamespace(returncode=proc.returncode,
+                                       stderr=err)
+  return types.SimpleNamespace(data=data, out=str(work / "out"), copy=copy,
+                               before=before, **runs)
+
+
+def test_missing_tab_exits_nonzero_naming_file_and_line(refused_runs):
+  proc, data = refused_runs.missing_tab, refused_runs.data
   assert proc.returncode != 0
   assert "run_ner.py: error: %s:5: no tab" % os.path.join(
       data, "train.tsv") in proc.stderr
-  assert not any(os.path.exists(os.path.join(out, n)) for n in RESULT_FILES)
+  assert not any(os.path.exists(os.path.join(refused_runs.out, n))
+                 for n in RESULT_FILES)
 
 
 @pytest.mark.parametrize("split,edit,message", [
@@ -622,26 +658,14 @@ def test_second_run_on_a_locked_output_dir_stops(ncbi_slice, spm_model,
   assert os.listdir(out) == []  # nothing written by the second run
 
 
-def test_mismatched_settings_stop_before_writing(e2e, spm_model,
-                                                 encoder_ckpt, tmp_path):
-  import shutil  # pylint: disable=g-import-not-at-top
-  out = str(tmp_path / "copy")
-  shutil.copytree(e2e.out, out)
-  before = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
-  proc = run_ner_cli([
-      "--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
-      "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
-      "--output_dir=" + out, "--do_train", "--do_eval", "--do_predict",
-      "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
-      "--eval_batch_size=16", "--predict_batch_size=8", "--train_step=200",
-      "--warmup_step=10", "--save_checkpoints_steps=100",
-      "--learning_rate=2e-3"], timeout=300)
+def test_mismatched_settings_stop_before_writing(refused_runs):
+  proc, out = refused_runs.mismatched, refused_runs.copy
   assert proc.returncode == 1
   assert ("holds a run with other settings (learning_rate: 0.001 there, "
           "0.002 now)") in proc.stderr
   assert "Traceback" not in proc.stderr
   after = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
-  assert after == before
+  assert after == refused_runs.before
 
 
 def _fake_ckpt(prefix):
