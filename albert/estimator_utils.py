@@ -102,6 +102,12 @@ def _distributed_estimator(model_fn, tpu_options, output_dir, batch_size,
     spec = model_fn(features, labels, mode, params)
     if isinstance(spec, tf.estimator.tpu.TPUEstimatorSpec):
       spec = spec.as_estimator_spec()
+    replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+    if spec.loss is not None and replicas > 1:
+      # The Estimator logs the SUM of the replicas' losses (it expects V1
+      # optimizers to have scaled them); each replica's share makes that
+      # sum the mean loss of the global batch. Training is unaffected.
+      spec = spec._replace(loss=spec.loss / replicas)
     return spec
 
   config = tf.estimator.RunConfig(

@@ -47,8 +47,25 @@ def train(work_dir, batches, strategy, init_checkpoint):
   estimator = estimator_utils.make_estimator(
       model_fn, estimator_utils.TpuOptions(), work_dir, 8, 8,
       strategy=strategy)
-  estimator.train(input_fn_of(batches), max_steps=len(batches))
-  return read_model(estimator.latest_checkpoint())
+  losses = LossHook()
+  estimator.train(input_fn_of(batches), max_steps=len(batches),
+                  hooks=[losses])
+  values, step = read_model(estimator.latest_checkpoint())
+  return values, step, losses.values
+
+
+class LossHook(tf.train.SessionRunHook):
+  """The loss the Estimator reports at each step (for mirrored runs, its
+  sum over the replicas)."""
+
+  def __init__(self):
+    self.values = []
+
+  def before_run(self, run_context):
+    return tf.train.SessionRunArgs(tf.get_collection(tf.GraphKeys.LOSSES))
+
+  def after_run(self, run_context, run_values):
+    self.values.extend(float(v) for v in run_values.results)
 
 
 def read_model(checkpoint):
@@ -81,11 +98,14 @@ def main(work_dir):
   # differently in the two graphs).
   init = os.path.join(work_dir, "init", "model.ckpt")
   tt.train([], template=batches[0], save_to=init)
-  got, got_step = train(os.path.join(work_dir, "mirrored"), batches, strategy,
-                        init)
-  want, want_step = train(os.path.join(work_dir, "single"), batches, None,
-                          init)
+  got, got_step, got_loss = train(os.path.join(work_dir, "mirrored"),
+                                  batches, strategy, init)
+  want, want_step, want_loss = train(os.path.join(work_dir, "single"),
+                                     batches, None, init)
   assert got_step == want_step == 3, (got_step, want_step)
+  # The logged loss is the global batch's mean, as on one device.
+  print("logged losses: mirrored %s, single %s" % (got_loss, want_loss))
+  np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
   assert sorted(got) == sorted(want)
   worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
   print("max |mirrored - single| = %.3g over %d variables" % (worst,
