@@ -6,7 +6,7 @@ One implementation behind run_pretraining.py and run_ner.py (flags:
   opts = TrainingOptions.from_flags(flags.FLAGS)
   plan = precision.plan(opts, use_tpu=False)   # finds devices, logs, warns
   config = precision.session_config(plan)      # grappler / XLA settings
-  strategy = precision.make_strategy(plan)     # None, Mirrored, MultiWorker
+  strategy = precision.make_strategy(plan)     # None or a MirroredStrategy
 
 Precision (`--precision`). Variables, optimizer state, the loss and the
 attention softmax stay float32 in every mode; only matmuls and
@@ -99,10 +99,15 @@ def validate(opts, use_tpu, train_batch_size=None):
       raise TrainingSetupError(
           "--gradient_accumulation_steps is for CPU/GPU; on TPU use more "
           "cores for a larger batch")
-  if opts.distribution == "multi_worker" and "TF_CONFIG" not in os.environ:
+  if opts.distribution == "multi_worker":
+    # Tried on two local workers (README): built eagerly the strategy needs
+    # collectives configured at program start; built in graph mode the
+    # Estimator runs it only through train_and_evaluate, which these
+    # scripts do not use.
     raise TrainingSetupError(
-        "--distribution=multi_worker reads the cluster from TF_CONFIG, "
-        "which is not set")
+        "--distribution=multi_worker does not run in TensorFlow 2.15 with "
+        "Estimator.train (it needs graph mode from program start and "
+        "train_and_evaluate); use --distribution=mirrored on one machine")
   replicas = num_mirrored_replicas(opts)
   if train_batch_size and replicas > 1:
     micro = train_batch_size // opts.gradient_accumulation_steps
