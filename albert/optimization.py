@@ -14,9 +14,9 @@ is used unchanged when none is set and no tf.distribute strategy is active):
   micro-batch's mean loss weighs the same, so this equals one K-times
   larger batch exactly when the micro-batches hold equally many loss
   positions (always for the sentence-order loss and fixed masking counts).
-- tf.distribute (MirroredStrategy, MultiWorkerMirroredStrategy through the
-  Estimator's train_distribute): gradients are averaged over replicas
-  (all-reduce) before clipping; every replica then applies the same update.
+- tf.distribute (MirroredStrategy through the Estimator's
+  train_distribute): gradients are averaged over replicas (a merge_call
+  all-reduce) before clipping; every replica then applies the same update.
 - dynamic loss scaling (fp16): the loss is multiplied by a scale variable
   (`loss_scale/current`, in the checkpoint), gradients divided by it; a step
   whose gradients are not finite is skipped and halves the scale, 2000
