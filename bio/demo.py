@@ -38,8 +38,8 @@ from bio.experiments import pretraining_gain as gain
 DATASET = "NCBI-disease"
 # Chosen by measurement to fit about 15 minutes on 2 CPU cores (README,
 # "Pretraining gain").
-DEMO_RECIPE = gain.Recipe(pretrain_steps=1500, dupe_factor=1,
-                          ner_steps=1500, ner_eval_every=500)
+DEMO_RECIPE = gain.Recipe(pretrain_steps=600, dupe_factor=1,
+                          ner_steps=600, ner_eval_every=200)
 
 flags.DEFINE_string("output_dir", "demo_output", "Where every artifact goes.")
 flags.DEFINE_string("data_dir", None, "Shared data (default: "
