@@ -310,7 +310,8 @@ def check_options(opts):
   if opts.warmup_step < 0:
     raise NerRunError("--warmup_step must be >= 0")
   try:
-    precision.validate(opts.training, opts.tpu.use_tpu)
+    precision.validate(opts.training, opts.tpu.use_tpu,
+                       train_batch_size=opts.train_batch_size)
   except precision.TrainingSetupError as e:
     raise NerRunError(str(e)) from e
   if opts.train_batch_size % opts.training.gradient_accumulation_steps:

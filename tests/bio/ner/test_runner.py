@@ -572,6 +572,13 @@ def test_flag_errors(ncbi_slice, spm_model, tmp_path):
     with pytest.raises(runner.NerRunError):
       runner.run(opts)
   assert not os.path.exists(out)
+  # A mirrored batch that does not split over the replicas.
+  from albert import precision  # pylint: disable=g-import-not-at-top
+  with pytest.raises(runner.NerRunError, match="does not split over 3"):
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                     training=precision.TrainingOptions(
+                         distribution="mirrored", num_cpu_replicas=3)))
+  assert not os.path.exists(out)
   # Predicting with nothing trained is an error too, not a random model.
   with pytest.raises(runner.NerRunError, match="no fine-tuned"):
     runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
