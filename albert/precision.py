@@ -30,8 +30,6 @@ Upstream ALBERT trains float32 on one TPU slice only; none of this exists
 there.
 """
 import dataclasses
-import json
-import os
 
 from absl import logging
 import tensorflow.compat.v1 as tf
@@ -230,19 +228,11 @@ def configure_cpu_replicas(opts):
 
 
 def make_strategy(p):
-  """None (one device), a MirroredStrategy or a MultiWorkerMirroredStrategy
-  for the Estimator's train_distribute."""
+  """None (one device) or a MirroredStrategy for the Estimator's
+  train_distribute (`validate` refuses multi_worker before a plan exists)."""
   opts = p.options
   if opts.distribution == "none":
     return None
-  if opts.distribution == "multi_worker":
-    if "TF_CONFIG" not in os.environ:
-      raise TrainingSetupError(
-          "--distribution=multi_worker reads the cluster from TF_CONFIG, "
-          "which is not set")
-    cluster = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-    logging.info("multi_worker cluster from TF_CONFIG: %s", cluster)
-    return tf.distribute.experimental.MultiWorkerMirroredStrategy()
   # The all-reduce is chosen here, not by TensorFlow: a MirroredStrategy
   # built while eager execution is on (TF2's default, as in these scripts)
   # picks CollectiveAllReduce (RING on CPU), whose collective ops never
