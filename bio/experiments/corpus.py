@@ -61,6 +61,7 @@ from bio.text import sentences as sentence_splitter
 
 REPORT_FILE = "corpus_report.json"
 SHARD_PATTERN = "corpus-%05d.txt"
+_SHARD_RE = re.compile(r"corpus-\d{5}\.txt")
 # Long enough that two unrelated sentences almost never share a window,
 # short enough to catch a sentence split differently by two datasets.
 WINDOW_CHARS = 50
@@ -143,10 +144,10 @@ def evaluation_sets(names, data_dir):
     except (ValueError, FileNotFoundError) as e:
       raise CorpusError("--evaluate: %s" % e)
     splits = iob.load_splits(directory)
-    described[datasets.get_dataset(name)["name"]] = {}
+    entry = described[datasets.get_dataset(name)["name"]] = {}
     for split in ("dev", "test"):
       path = _split_path(directory, split)
-      described[datasets.get_dataset(name)["name"]][split] = {
+      entry[split] = {
           "file": path, "sha256": _sha256(path),
           "sentences": len(splits[split])}
       texts.extend(" ".join(s.tokens) for s in splits[split])
@@ -272,8 +273,8 @@ def build(opts, log=logging.info):
     if report["settings"] != opts.settings():
       raise CorpusError(
           "%s holds a corpus built with other settings (%s); use another "
-          "output directory" % (opts.output_dir, _diff(report["settings"],
-                                                      opts.settings())))
+          "output directory" % (opts.output_dir, ", ".join(
+              setting_differences(report["settings"], opts.settings()))))
     log("corpus already built: %s" % opts.output_dir)
     return report
   os.makedirs(opts.output_dir, exist_ok=True)
@@ -321,7 +322,7 @@ def _check_no_foreign_shards(output_dir):
   """Shards with our names but no report: an interrupted build of ours is
   replaced; a directory holding anything else is refused."""
   others = [n for n in os.listdir(output_dir)
-            if not re.fullmatch(r"corpus-\d{5}\.txt", n)
+            if not _SHARD_RE.fullmatch(n)
             and not file_utils.is_temp_name(n)]
   if others:
     raise CorpusError("%s is not empty and holds no corpus report (found %s);"
@@ -329,10 +330,17 @@ def _check_no_foreign_shards(output_dir):
                           output_dir, ", ".join(sorted(others)[:3])))
 
 
-def _diff(old, new):
-  return ", ".join("%s: %r -> %r" % (k, old.get(k), new.get(k))
-                   for k in sorted(set(old) | set(new))
-                   if old.get(k) != new.get(k))
+def setting_differences(old, new, prefix=""):
+  """["key: old -> new", ...] of two settings dicts; nested dicts give
+  dotted keys ("recipe.pretrain_steps: 2000 -> 7")."""
+  out = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out.extend(setting_differences(a, b, prefix + key + "."))
+    elif a != b:
+      out.append("%s%s: %r -> %r" % (prefix, key, a, b))
+  return out
 
 
 def define_flags():

@@ -39,7 +39,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 from absl import app
 from absl import flags
@@ -182,20 +181,10 @@ def check_settings(opts):
     if found != wanted:
       raise ExperimentError(
           "%s was made with other settings (%s); use another --output_dir" %
-          (opts.output_dir, _differences(found, wanted)))
+          (opts.output_dir, ", ".join(
+              corpus_lib.setting_differences(found, wanted))))
     return
   file_utils.atomic_write_json(path, wanted)
-
-
-def _differences(old, new, prefix=""):
-  out = []
-  for key in sorted(set(old) | set(new)):
-    a, b = old.get(key), new.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      out.extend(_differences(a, b, prefix + key + ".").split(", "))
-    elif a != b:
-      out.append("%s%s: %r -> %r" % (prefix, key, a, b))
-  return ", ".join(o for o in out if o)
 
 
 def estimate_seconds(opts, words=3.5e6):
@@ -313,19 +302,18 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
 def fine_tune_all(stages, opts, layout, spm_prefix, checkpoint):
   runs = [(d, s, a) for d in opts.datasets for s in opts.seed_list(d)
           for a in ARMS]
-  spent, timed = 0.0, 0
+  timed = []  # wall seconds of the runs made now
   for n, (dataset, seed, arm) in enumerate(runs):
     if timed:
       stages.say("\n    fine-tuning run %d/%d; about %s left" % (
-          n + 1, len(runs), _minutes(spent / timed * (len(runs) - n))))
+          n + 1, len(runs), _minutes(statistics.fmean(timed) *
+                                     (len(runs) - n))))
     done = os.path.join(layout.ner(dataset, arm, seed), "test_results.json")
     title = "Fine-tune %s, %s, seed %d" % (dataset, arm, seed)
-    started = time.time()
     if stages.run(title, ner_argv(opts, layout, dataset, arm, seed,
                                   spm_prefix, checkpoint), done,
                   name="ner-%s-%s-%d" % (dataset, arm, seed)):
-      spent += time.time() - started
-      timed += 1
+      timed.append(stages.seconds[title])
   return runs
 
 

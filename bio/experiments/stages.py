@@ -53,15 +53,32 @@ class Stages(object):
   def run(self, title, argv, done, name=None):
     """Runs `argv` unless every path in `done` exists. Returns True if it
     ran, False if skipped."""
-    self.number += 1
     name = name or title.split()[0].lower()
-    log = os.path.join(self.logs, "%02d-%s.log" % (self.number, name))
+    return self._stage(title, done,
+                       lambda: self._subprocess(title, argv, name), argv)
+
+  def call(self, title, fn, done):
+    """Runs `fn()` in this process as a stage (same skip rule)."""
+    return self._stage(title, done, fn)
+
+  def _stage(self, title, done, work, argv=None):
+    self.number += 1
     self.say("\n[%d] %s" % (self.number, title))
-    self.say("    $ " + " ".join(shell_quote(a) for a in argv))
+    if argv:
+      self.say("    $ " + " ".join(shell_quote(a) for a in argv))
     if _all_exist(done):
       self.say("    already done")
       return False
     started = time.time()
+    log = work()
+    self.seconds[title] = time.time() - started
+    self.say("    done in %.0f s%s" % (
+        self.seconds[title], " (log: %s)" % log if argv else ""))
+    return True
+
+  def _subprocess(self, title, argv, name):
+    """Runs the tool, output to the stage's log; returns the log path."""
+    log = os.path.join(self.logs, "%02d-%s.log" % (self.number, name))
     with open(log, "w", encoding="utf-8") as f:
       proc = subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT,
                             cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
@@ -71,19 +88,4 @@ class Stages(object):
       sys.stderr.write(tail + "\n")
       raise StageError("%s: stage %d (%s) failed, exit %d; log: %s" % (
           self.job, self.number, title, proc.returncode, log))
-    self.seconds[title] = time.time() - started
-    self.say("    done in %.0f s (log: %s)" % (self.seconds[title], log))
-    return True
-
-  def call(self, title, fn, done):
-    """Runs `fn()` in this process as a stage (same skip rule)."""
-    self.number += 1
-    self.say("\n[%d] %s" % (self.number, title))
-    if _all_exist(done):
-      self.say("    already done")
-      return False
-    started = time.time()
-    fn()
-    self.seconds[title] = time.time() - started
-    self.say("    done in %.0f s" % self.seconds[title])
-    return True
+    return log
