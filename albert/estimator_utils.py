@@ -176,23 +176,48 @@ def init_from_checkpoint(init_checkpoint, use_tpu, num_of_group=1):
   return scaffold_fn, initialized
 
 
+# Graph collection of the training loss, read by ThroughputHook. Filled only
+# off TPU: on TPU the loss lives inside the training loop, out of a hook's
+# reach.
+TRAINING_LOSS = "bioalbert_training_loss"
+
+
+def record_training_loss(loss, use_tpu):
+  if not use_tpu:
+    tf.add_to_collection(TRAINING_LOSS, loss)
+
+
 class ThroughputHook(tf.estimator.SessionRunHook):
-  """Logs steps/s, examples/s and an ETA every `every_n_steps` steps."""
+  """Logs steps/s, examples/s and an ETA every `every_n_steps` steps, and
+  the mean training loss of the steps it saw since the last line (when
+  the model_fn recorded it with `record_training_loss`; replicas' losses
+  are averaged)."""
 
   def __init__(self, batch_size, max_steps, every_n_steps=100):
     self._batch_size = batch_size
     self._max_steps = max_steps
     self._every = max(1, every_n_steps)
     self._last = None
+    self._losses = []
 
   def begin(self):
     self._global_step = tf.train.get_or_create_global_step()
+    losses = tf.get_collection(TRAINING_LOSS)
+    self._loss = None
+    if losses:
+      self._loss = tf.add_n([tf.cast(l, tf.float32) for l in losses]) / len(
+          losses)
 
   def before_run(self, run_context):
-    return tf.estimator.SessionRunArgs(self._global_step)
+    fetches = {"step": self._global_step}
+    if self._loss is not None:
+      fetches["loss"] = self._loss
+    return tf.estimator.SessionRunArgs(fetches)
 
   def after_run(self, run_context, run_values):
-    step = int(run_values.results)
+    step = int(run_values.results["step"])
+    if "loss" in run_values.results:
+      self._losses.append(float(run_values.results["loss"]))
     now = time.time()
     if self._last is None:
       self._last = (step, now)
@@ -202,10 +227,14 @@ class ThroughputHook(tf.estimator.SessionRunHook):
       return
     steps_per_sec = (step - last_step) / max(now - last_time, 1e-9)
     eta = (self._max_steps - step) / steps_per_sec if self._max_steps else 0.0
-    logging.info("step %d/%s: %.3f steps/s, %.1f examples/s, ETA %s",
-                 step, self._max_steps, steps_per_sec,
+    loss = ""
+    if self._losses:
+      loss = "loss %.4f, " % (sum(self._losses) / len(self._losses))
+    logging.info("step %d/%s: %s%.3f steps/s, %.1f examples/s, ETA %s",
+                 step, self._max_steps, loss, steps_per_sec,
                  steps_per_sec * self._batch_size, format_seconds(eta))
     self._last = (step, now)
+    self._losses = []
 
 
 def format_seconds(seconds):

@@ -127,6 +127,7 @@ def model_fn_builder(albert_config, init_checkpoint, learning_rate,
         init_checkpoint, use_tpu, num_of_initialize_group)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
+      estimator_utils.record_training_loss(total_loss, use_tpu)
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps,
           use_tpu, optimizer, poly_power, start_warmup_step,

@@ -137,6 +137,7 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
     predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
 
     if mode == tf.estimator.ModeKeys.TRAIN:
+      estimator_utils.record_training_loss(total_loss, use_tpu)
       train_op = optimization.create_optimizer(
           total_loss, learning_rate, num_train_steps, num_warmup_steps,
           use_tpu, optimizer, train_options=train_options)

@@ -712,8 +712,9 @@ def test_rerun_resumes_from_saved_step(script_runs):
   assert "Restoring parameters from %s/model.ckpt-2" % script_runs["out"] in log
   assert "Saving checkpoints for 0 into" not in log
   assert "Saving checkpoints for 60 into" in log
-  # Steps/s, examples/s and ETA from the throughput hook.
-  assert re.search(r"step \d+/60: [\d.]+ steps/s, [\d.]+ examples/s, ETA ",
+  # Mean loss, steps/s, examples/s and ETA from the throughput hook.
+  assert re.search(r"step \d+/60: loss [\d.]+, [\d.]+ steps/s, "
+                   r"[\d.]+ examples/s, ETA ",
                    log)
 
 
