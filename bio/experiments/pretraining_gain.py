@@ -85,11 +85,13 @@ class Recipe(object):
   pretrain_steps: int = 2000
   pretrain_batch_size: int = 32
   pretrain_learning_rate: float = 5e-3
-  ner_steps: int = 1000
+  ner_steps: int = 1500
   ner_eval_every: int = 250
   ner_batch_size: int = 32
-  # At 1e-3 a pretrained model stayed at the all-O prior (dev F1 0).
-  ner_learning_rate: float = 3e-4
+  ner_learning_rate: float = 1e-3
+  # At lr 1e-3 a warm-up of 50-100 steps left both arms at the all-O prior
+  # (dev F1 0); 320 (run_ner's default) trains (README, section 9).
+  ner_warmup_steps: int = 320
   precision: str = "fp32"
 
 
@@ -152,8 +154,24 @@ class Layout(object):
   def pretrain(self):
     return self.join("pretrain")
 
+  @property
+  def pretrain_results(self):
+    return os.path.join(self.pretrain, "eval_results.txt")
+
   def ner(self, dataset, arm, seed):
     return self.join("ner", dataset, arm, "seed-%d" % seed)
+
+  def ner_results(self, dataset, arm, seed):
+    return os.path.join(self.ner(dataset, arm, seed), "test_results.json")
+
+  def records_done(self):
+    """True when the corpus report's shards all have records."""
+    report = os.path.join(self.corpus, corpus_lib.REPORT_FILE)
+    if not os.path.exists(report):
+      return False
+    shards = corpus_lib.read_report(self.corpus)["shards"]
+    return all(os.path.exists(os.path.join(
+        self.records, n.replace(".txt", ".tfrecord"))) for n in shards)
 
 
 class ExperimentError(Exception):
@@ -187,19 +205,33 @@ def check_settings(opts):
   file_utils.atomic_write_json(path, wanted)
 
 
-def estimate_seconds(opts, words=3.5e6):
-  """A rough wall-time estimate on a 2-core CPU, per stage."""
+def estimate_seconds(opts, words=3.5e6, layout=None):
+  """A rough wall-time estimate on a 2-core CPU, per stage; with `layout`,
+  only of the stages and runs not yet done there."""
   r = opts.recipe
-  runs = sum(len(opts.seed_list(d)) for d in opts.datasets) * len(ARMS)
+  runs = [(d, a, s) for d in opts.datasets for s in opts.seed_list(d)
+          for a in ARMS]
+  done = {}
+  if layout is not None:
+    runs = [x for x in runs if not os.path.exists(layout.ner_results(*x))]
+    done = {
+        "corpus": os.path.exists(os.path.join(layout.corpus,
+                                              corpus_lib.REPORT_FILE)),
+        "vocab": os.path.exists(layout.spm_prefix(r.vocab_size) + ".model"),
+        "pretrain": os.path.exists(layout.pretrain_results)}
+    done["records"] = done["pretrain"] or layout.records_done()
   evals = r.ner_steps // r.ner_eval_every + 1
-  return {
+  estimate = {
       "corpus": 30.0, "vocab": 60.0,
       "records": 1.5e-5 * words * r.dupe_factor * r.max_seq_length / 128,
       "pretrain": r.pretrain_steps * _PRETRAIN_STEP_S * (
           r.pretrain_batch_size / 32.0) * (r.max_seq_length / 128.0),
-      "fine-tune": runs * (r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
-                           + evals * _NER_EVAL_S + 10),
+      "fine-tune": len(runs) * (
+          r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
+          + evals * _NER_EVAL_S + 10),
   }
+  return {k: v for k, v in estimate.items()
+          if not done.get(k) and not (k == "fine-tune" and not runs)}
 
 
 def _minutes(seconds):
@@ -254,7 +286,7 @@ def pretrain(stages, opts, layout, records, spm_prefix):
   r = opts.recipe
   checkpoint = os.path.join(layout.pretrain,
                             "model.ckpt-%d" % r.pretrain_steps)
-  results = os.path.join(layout.pretrain, "eval_results.txt")
+  results = layout.pretrain_results
   stages.run("Pretrain the small ALBERT (LAMB, %d steps)" % r.pretrain_steps, [
       sys.executable, "run_pretraining.py",
       "--albert_config_file=" + layout.config_file,
@@ -288,7 +320,7 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
       "--predict_batch_size=64",
       "--learning_rate=%g" % r.ner_learning_rate,
       "--train_step=%d" % r.ner_steps,
-      "--warmup_step=%d" % (r.ner_steps // 10),
+      "--warmup_step=%d" % min(r.ner_warmup_steps, r.ner_steps),
       "--save_checkpoints_steps=%d" % r.ner_eval_every,
       "--keep_checkpoint_max=2", "--iterations_per_loop=100",
       "--seed=%d" % seed, "--precision=" + r.precision]
@@ -308,7 +340,7 @@ def fine_tune_all(stages, opts, layout, spm_prefix, checkpoint):
       stages.say("\n    fine-tuning run %d/%d; about %s left" % (
           n + 1, len(runs), _minutes(statistics.fmean(timed) *
                                      (len(runs) - n))))
-    done = os.path.join(layout.ner(dataset, arm, seed), "test_results.json")
+    done = layout.ner_results(dataset, arm, seed)
     title = "Fine-tune %s, %s, seed %d" % (dataset, arm, seed)
     if stages.run(title, ner_argv(opts, layout, dataset, arm, seed,
                                   spm_prefix, checkpoint), done,
@@ -388,13 +420,14 @@ def markdown(opts, summary, corpus_check):
   lines += [
       "", "Recipe: small ALBERT (embedding %d, hidden %d, %d shared layers), "
       "vocabulary %d, sequence %d; pretraining %d LAMB steps of batch %d at "
-      "lr %g; fine-tuning %d steps of batch %d at lr %g (both arms), dev "
-      "scored every %d steps, precision %s." % (
+      "lr %g; fine-tuning %d steps of batch %d at lr %g after %d warm-up "
+      "steps (both arms), dev scored every %d steps, precision %s." % (
           SMALL_CONFIG["embedding_size"], SMALL_CONFIG["hidden_size"],
           SMALL_CONFIG["num_hidden_layers"], r.vocab_size, r.max_seq_length,
           r.pretrain_steps, r.pretrain_batch_size, r.pretrain_learning_rate,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
-          r.ner_eval_every, r.precision),
+          min(r.ner_warmup_steps, r.ner_steps), r.ner_eval_every,
+          r.precision),
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "
       "evaluated devel/test sentence." % corpus_check["total"],
@@ -496,10 +529,11 @@ def run(opts, out=sys.stdout, then=None, job="pretraining_gain"):
     check_settings(opts)
     layout = Layout(os.path.abspath(opts.output_dir))
     stages = stages_lib.Stages(layout.out, job=job, out=out)
-    estimate = estimate_seconds(opts)
-    stages.say("Estimated time on a 2-core CPU: %s (%s)" % (
-        _minutes(sum(estimate.values())), ", ".join(
-            "%s %s" % (k, _minutes(v)) for k, v in estimate.items())))
+    estimate = estimate_seconds(opts, layout=layout)
+    if estimate:
+      stages.say("Estimated time on a 2-core CPU: %s (%s)" % (
+          _minutes(sum(estimate.values())), ", ".join(
+              "%s %s" % (k, _minutes(v)) for k, v in estimate.items())))
     spm_prefix, checkpoint = prepare_pretrained(stages, opts, layout)
     fine_tune_all(stages, opts, layout, spm_prefix, checkpoint)
     summary = write_report(opts, layout, stages)

@@ -93,6 +93,27 @@ def test_other_settings_are_refused(tmp_path):
     gain.check_settings(dataclasses.replace(wide, datasets=("BC5CDR-chem",)))
 
 
+def test_estimate_counts_only_what_is_left(tmp_path):
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path), seeds=2)
+  layout = gain.Layout(str(tmp_path))
+  full = gain.estimate_seconds(opts, layout=layout)
+  assert set(full) == {"corpus", "vocab", "records", "pretrain", "fine-tune"}
+  assert full == gain.estimate_seconds(opts)
+  os.makedirs(layout.pretrain)
+  open(layout.pretrain_results, "w").close()
+  _write_run(layout.ner("NCBI-disease", "scratch", 1), [(250, 0.2)], 250, 0.2)
+  left = gain.estimate_seconds(opts, layout=layout)
+  # Records are not needed once the model is pretrained.
+  assert set(left) == {"corpus", "vocab", "fine-tune"}
+  assert left["fine-tune"] == pytest.approx(full["fine-tune"] * 3 / 4)
+  for arm in gain.ARMS:
+    for seed in (1, 2):
+      if not os.path.exists(layout.ner_results("NCBI-disease", arm, seed)):
+        _write_run(layout.ner("NCBI-disease", arm, seed), [(250, 0.2)], 250,
+                   0.2)
+  assert "fine-tune" not in gain.estimate_seconds(opts, layout=layout)
+
+
 def _run(out, data, *extra):
   return subprocess.run(
       [sys.executable, "-m", "bio.experiments.pretraining_gain",
@@ -120,11 +141,16 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
     assert [s for s, _ in ncbi[arm]["runs"]["1"]["curve"]] == [2, 4]
   with open(os.path.join(out, "ner", "NCBI-disease", "pretrained", "seed-1",
                          "run_config.json")) as f:
-    assert "pretrain/model.ckpt-2" in json.dumps(json.load(f))
+    config = json.dumps(json.load(f))
+  assert "pretrain/model.ckpt-2" in config
+  # The warm-up never exceeds the run (320 by default, 4 steps here).
+  assert '"warmup_step": 4' in config
   # A re-run redoes nothing; other settings are refused in one line.
   again = _run(out, fake_data)
   assert again.returncode == 0, again.stderr[-3000:]
   assert len(re.findall("already done", again.stdout)) == 6
+  assert "Estimated time" in proc.stdout
+  assert "Estimated time" not in again.stdout
   refused = _run(out, fake_data, "--ner_learning_rate=0.5")
   assert refused.returncode == 1
   assert refused.stderr.strip().splitlines()[-1].startswith(
