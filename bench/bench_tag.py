@@ -5,8 +5,8 @@ bio.beam.tag on the local runner, and the readers on a baseline-sized file.
       [--format=bioc] [--batch_size=16] [--big_docs=30000] \
       [--parts=speed,memory]
 
-The model is the tests' tiny random-weight export (tests/bio/serving/
-conftest.py: ALBERT tiny, 1000 SentencePiece pieces trained on the PubMed
+The model is the tests' tiny random-weight export (tests/bio/
+tiny_ner.py: ALBERT tiny, 1000 SentencePiece pieces trained on the PubMed
 sample): its entities are meaningless and a real BioALBERT model is far
 slower per document, so the figures compare ways of running the same code,
 not model speeds. Input: the shared PubMed sample (pubmed-sample-0001 and
@@ -26,7 +26,6 @@ written (the reason bio.serving.documents parses <document> elements itself).
 """
 import argparse
 import gzip
-import importlib.util
 import json
 import os
 import resource
@@ -49,18 +48,14 @@ def build_model(work, pubmed_dir):
   """The tests' tiny export; returns its directory."""
   from albert import train_spm  # pylint: disable=g-import-not-at-top
   from bio.corpus import pubmed  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      "serving_conftest", os.path.join(ROOT, "tests", "bio", "serving",
-                                       "conftest.py"))
-  conftest = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(conftest)
+  from tests.bio import tiny_ner  # pylint: disable=g-import-not-at-top
   texts = []
   for name in SAMPLES:
     for article in pubmed.read_file(os.path.join(pubmed_dir, name)):
       texts.extend(pubmed.article_blocks(article))
   spm = train_spm.train_sentencepiece_from_texts(
       texts, os.path.join(work, "bio1k"), vocab_size=1000)
-  return conftest.build_tiny_ner_export(work, spm)
+  return tiny_ner.build_tiny_ner_export(work, spm)
 
 
 def worker(args):

@@ -1,28 +1,15 @@
 """Fixtures shared by tests/bio/serving and tests/bio/beam: the tiny
-random-weight NER SavedModel (built by tests/bio/serving/conftest.py's
-`build_tiny_ner_export`) and its loaded tagger, each made once per session.
-"""
-import importlib.util
-import os
-
+random-weight NER SavedModel (`tiny_ner.build_tiny_ner_export`) and its
+loaded tagger, each made once per session."""
 import pytest
 
-
-def _serving_conftest():
-  """tests/bio/serving/conftest.py as a module (conftest files cannot be
-  imported by name)."""
-  spec = importlib.util.spec_from_file_location(
-      "serving_conftest_helpers",
-      os.path.join(os.path.dirname(__file__), "serving", "conftest.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from tests.bio import tiny_ner
 
 
 @pytest.fixture(scope="session")
 def tag_export(spm_model_file, tmp_path_factory):
   """The tiny NER SavedModel directory."""
-  return _serving_conftest().build_tiny_ner_export(
+  return tiny_ner.build_tiny_ner_export(
       str(tmp_path_factory.mktemp("tag_model")), spm_model_file)
 
 

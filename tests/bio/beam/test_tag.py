@@ -2,7 +2,7 @@
 files: the same bytes per file, counters, malformed input, re-runs.
 
 Skipped when apache_beam is not installed (`pip install .[beam]`). The
-model is the tiny random-weight export of tests/bio/serving/conftest.py,
+model is the tiny random-weight export of tests/bio/tiny_ner.py,
 built once per session for these tests and the serving ones
 (tests/bio/conftest.py).
 """

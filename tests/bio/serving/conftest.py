@@ -1,117 +1,18 @@
-"""A tiny random-weight NER SavedModel for the tagging tests (and the
-tagging benchmark, which loads this file by path): ALBERT tiny, a
-1000-piece SentencePiece model, a classifier with large random weights so
-that many words get entity labels. What it tags is meaningless; the tests
-check where the entities go, not whether they are right."""
-import json
-import os
-
+"""Fixtures of the tagging tests; the builders are in tests/bio/tiny_ner.py
+and the session-wide export and tagger in tests/bio/conftest.py."""
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
-                                    ".."))
-TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
-LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
-
-
-def write_random_ner_run(run_dir, spm_model_file, labels=LABELS,
-                         max_seq_length=64, step=1, seed=3, **recorded):
-  """Writes a run_ner.py-style run directory holding a random 'fine-tuned'
-  tiny model (a big classifier scale so that labels vary and argmax never
-  hinges on float noise) with global_step `step`; `recorded` adds to
-  run_config.json. Returns `run_dir`."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
-  from albert import modeling  # pylint: disable=g-import-not-at-top
-  # pylint: disable=g-import-not-at-top
-  from bio.ner import model as ner_model
-  from bio.ner import run_dir as run_files
-  # pylint: enable=g-import-not-at-top
-  os.makedirs(os.path.join(run_dir, "best"))
-  config = modeling.AlbertConfig.from_json_file(TINY_CONFIG)
-  checkpoint = "best/model.ckpt-%d" % step
-  with tf.Graph().as_default():
-    tf.set_random_seed(seed)  # the same weights in every run
-    ids = tf.placeholder(tf.int32, [None, None])
-    model = modeling.AlbertModel(config, False, ids)
-    ner_model.token_classifier(model.get_sequence_output(), len(labels),
-                               False)
-    with tf.variable_scope("ner", reuse=True):
-      weights = tf.get_variable("output_weights")
-    global_step = tf.train.get_or_create_global_step()
-    with tf.Session() as sess:
-      sess.run(tf.global_variables_initializer())
-      rng = np.random.RandomState(seed)
-      sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
-      sess.run(global_step.assign(step))
-      tf.train.Saver().save(sess, os.path.join(run_dir, checkpoint))
-  run_config = {"albert_config_file": TINY_CONFIG,
-                "spm_model_file": spm_model_file, "do_lower_case": True,
-                "max_seq_length": max_seq_length}
-  run_config.update(recorded)
-  files = {run_files.LABEL_MAP_FILE: {l: i for i, l in enumerate(labels)},
-           run_files.RUN_CONFIG_FILE: run_config}
-  for name, obj in files.items():
-    with open(os.path.join(run_dir, name), "w") as f:
-      json.dump(obj, f)
-  with open(os.path.join(run_dir, run_files.BEST_CHECKPOINT_FILE), "w") as f:
-    f.write(checkpoint + "\n")
-  return run_dir
-
-
-def build_tiny_ner_export(work_dir, spm_model_file, max_seq_length=64):
-  """Writes a random run directory and exports it; returns the SavedModel
-  directory."""
-  from bio.serving import export  # pylint: disable=g-import-not-at-top
-  run_dir = write_random_ner_run(os.path.join(work_dir, "ner_run"),
-                                 spm_model_file,
-                                 max_seq_length=max_seq_length)
-  export_dir = os.path.join(work_dir, "export")
-  export.export_ner(run_dir, export_dir)
-  return export_dir
+from tests.bio import tiny_ner
 
 
 @pytest.fixture(scope="session")
 def random_ner_run():
-  """`write_random_ner_run`, for test modules (they cannot import this
-  file). The export built by `build_tiny_ner_export` and its tagger are the
-  session fixtures `tag_export` and `tagger` of tests/bio/conftest.py
-  (shared with the Beam tests)."""
-  return write_random_ner_run
-
-
-class CachedTagger(object):
-  """The real tagger, called once per distinct text; returns the serving
-  outputs (same keys and padding) for a batch."""
-
-  def __init__(self, tagger):
-    self._tagger = tagger
-    self._cache = {}
-    self.calls = 0
-
-  def __call__(self, texts):
-    import numpy as np  # pylint: disable=g-import-not-at-top
-    from bio.serving import tag  # pylint: disable=g-import-not-at-top
-    todo = sorted({t for t in texts if t not in self._cache})
-    if todo:
-      self.calls += 1
-      out = self._tagger(todo)
-      for row, text in enumerate(todo):
-        self._cache[text] = tag.entities_of(out, row)
-    rows = [self._cache[t] for t in texts]
-    width = max([len(r) for r in rows] + [1])
-    pad = lambda key, fill: [[e[key] for e in r] + [fill] * (width - len(r))
-                             for r in rows]
-    return {"num_entities": np.array([len(r) for r in rows]),
-            "starts": np.array(pad("start", -1)),
-            "ends": np.array(pad("end", -1)),
-            "scores": np.array(pad("score", 0.0)),
-            "types": [[t.encode() for t in r] for r in pad("type", "")],
-            "texts": [[t.encode() for t in r] for r in pad("text", "")]}
+  """`tiny_ner.write_random_ner_run`, as a fixture."""
+  return tiny_ner.write_random_ner_run
 
 
 @pytest.fixture(scope="session")
 def cached_tagger(tagger):
   """A `CachedTagger` of the session's tagger: the format and resume tests
   tag the same shared files, and what a text gets is all they check."""
-  return CachedTagger(tagger)
+  return tiny_ner.CachedTagger(tagger)

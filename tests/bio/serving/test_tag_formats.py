@@ -2,9 +2,9 @@
 reader (the `bioc` library, json, our own line split) and every offset
 checked by slicing the text it points into.
 
-The model is the tiny random-weight export of conftest.py; `CachedTagger`
-there runs it once per distinct text so that four output formats of the
-same input cost one tagging pass.
+The model is the tiny random-weight export of tests/bio/tiny_ner.py;
+`CachedTagger` there runs it once per distinct text so that four output
+formats of the same input cost one tagging pass.
 """
 import glob
 import gzip
