@@ -21,7 +21,9 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
   6. report    results.md (mean ± sd over seeds of dev and test entity F1
                per arm, and the gain), results.json (every run, settings,
                corpus checks) and dev_f1.png (dev F1 against fine-tuning
-               steps, both arms; needs the `plot` extra, matplotlib).
+               steps, both arms; needs the `plot` extra, matplotlib), of
+               every dataset and seed finished in the directory, earlier
+               invocations' included.
 
 Outputs in --output_dir: corpus/, vocab/, albert_config.json, records/,
 pretrain/, ner/<dataset>/<arm>/seed-<N>/ (run_ner.py run directories),
@@ -37,6 +39,7 @@ size that runs in about an hour on a laptop-class CPU.
 import dataclasses
 import json
 import os
+import re
 import statistics
 import sys
 
@@ -378,15 +381,39 @@ def mean_sd(values):
   return statistics.fmean(values), sd
 
 
+def finished_runs(opts, layout):
+  """{dataset: [seed, ...]} of every dataset and seed of the directory
+  whose runs are finished in both arms: this invocation's and those of
+  earlier ones (settings are the same, checked), so that adding a dataset
+  later keeps the others in the report."""
+  found = {}
+  root = layout.join("ner")
+  names = set(opts.datasets)
+  if os.path.isdir(root):
+    names.update(os.listdir(root))
+  for dataset in sorted(names):
+    seeds = set(opts.seed_list(dataset)) if dataset in opts.datasets else set()
+    arm_dir = os.path.join(root, dataset, ARMS[0])
+    for name in os.listdir(arm_dir) if os.path.isdir(arm_dir) else ():
+      match = re.fullmatch(r"seed-(\d+)", name)
+      if match and all(os.path.exists(layout.ner_results(
+          dataset, arm, int(match.group(1)))) for arm in ARMS):
+        seeds.add(int(match.group(1)))
+    if seeds:
+      found[dataset] = sorted(seeds)
+  return found
+
+
 def summarize(opts, layout):
   """{dataset: {arm: {"runs": {seed: run}, "dev": (mean, sd), "test": ...}}
-  plus the gains (pretrained minus scratch, of the means)."""
+  plus the gains (pretrained minus scratch, of the means), for every
+  finished dataset and seed of the directory (`finished_runs`)."""
   out = {}
-  for dataset in opts.datasets:
+  for dataset, seeds in finished_runs(opts, layout).items():
     arms = {}
     for arm in ARMS:
       runs = {}
-      for seed in opts.seed_list(dataset):
+      for seed in seeds:
         runs[seed] = read_run(layout.ner(dataset, arm, seed))
       arms[arm] = {"runs": runs,
                    "dev": mean_sd(r["dev_f1"] for r in runs.values()),
@@ -398,7 +425,9 @@ def summarize(opts, layout):
   return out
 
 
-def _pct(mean_and_sd):
+def _pct(mean_and_sd, runs):
+  if runs < 2:  # no spread to show
+    return "%.1f" % (100 * mean_and_sd[0])
   return "%.1f ± %.1f" % (100 * mean_and_sd[0], 100 * mean_and_sd[1])
 
 
@@ -413,8 +442,8 @@ def markdown(opts, summary, corpus_check):
       steps = ", ".join(str(run["chosen_step"])
                         for run in arms[arm]["runs"].values())
       lines.append("| %s | %s | %s | %s | %s | %s |" % (
-          dataset, arm, _pct(arms[arm]["dev"]), _pct(arms[arm]["test"]),
-          ", ".join(str(s) for s in arms[arm]["runs"]), steps))
+          dataset, arm, _pct(arms[arm]["dev"], len(arms[arm]["runs"])),
+          _pct(arms[arm]["test"], len(arms[arm]["runs"])), ", ".join(str(s) for s in arms[arm]["runs"]), steps))
     lines.append("| %s | **gain** | **%+.1f** | **%+.1f** | | |" % (
         dataset, 100 * arms["gain"]["dev"], 100 * arms["gain"]["test"]))
   lines += [
@@ -497,7 +526,8 @@ def write_report(opts, layout, stages):
   file_utils.atomic_write(layout.join(RESULTS_MD), text)
   file_utils.atomic_write_json(layout.join(RESULTS_JSON), {
       "settings": opts.settings(),
-      "seeds": {d: opts.seed_list(d) for d in opts.datasets},
+      "seeds": {d: sorted(arms["scratch"]["runs"])
+                for d, arms in summary.items()},
       "corpus_check": check,
       "results": summary})
   plotted = plot(summary, layout.join(PLOT_FILE))

@@ -60,6 +60,30 @@ def test_summary_table_and_plot(tmp_path):
   assert image.imread(str(tmp_path / "p.png")).shape[:2] == (360, 500)
 
 
+def test_report_keeps_datasets_of_earlier_invocations(tmp_path):
+  layout = gain.Layout(str(tmp_path))
+  for arm in gain.ARMS:
+    for seed in (1, 2):
+      _write_run(layout.ner("NCBI-disease", arm, seed), [(250, 0.3)], 250,
+                 0.3 if arm == "scratch" else 0.4)
+    _write_run(layout.ner("BC2GM", arm, 1), [(250, 0.2)], 250,
+               0.2 if arm == "scratch" else 0.25)
+  # A seed finished in one arm only is not reported.
+  _write_run(layout.ner("NCBI-disease", "scratch", 3), [(250, 0.9)], 250, 0.9)
+  later = gain.ExperimentOptions(output_dir=str(tmp_path),
+                                 datasets=("BC2GM",), seeds=1)
+  assert gain.finished_runs(later, layout) == {"BC2GM": [1],
+                                               "NCBI-disease": [1, 2]}
+  summary = gain.summarize(later, layout)
+  assert summary["NCBI-disease"]["gain"]["test"] == pytest.approx(0.1)
+  text = gain.markdown(later, summary, {
+      "total": {"documents": 1, "sentences": 2, "words": 3,
+                "dropped_leaks": 4}, "checked": 5, "found": 0})
+  # One seed: no spread shown.
+  assert "| BC2GM | pretrained | 20.0 | 25.0 | 1 | 250 |" in text
+  assert "| NCBI-disease | scratch | 30.0 ± 0.0 | 30.0 ± 0.0 | 1, 2 |" in text
+
+
 def test_dataset_seed_syntax():
   names, counts = gain.parse_datasets(["ncbi", "BC5CDR-chem:1"])
   assert names == ("NCBI-disease", "BC5CDR-chem")
