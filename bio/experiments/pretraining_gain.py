@@ -97,6 +97,10 @@ class Recipe(object):
   ner_warmup_steps: int = 320
   precision: str = "fp32"
 
+  def ner_warmup(self):
+    """The warm-up a run gets: never longer than the run."""
+    return min(self.ner_warmup_steps, self.ner_steps)
+
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentOptions(object):
@@ -167,14 +171,17 @@ class Layout(object):
   def ner_results(self, dataset, arm, seed):
     return os.path.join(self.ner(dataset, arm, seed), "test_results.json")
 
+  def record_files(self, report):
+    """The TFRecord file of each corpus shard of `report`."""
+    return [os.path.join(self.records, n.replace(".txt", ".tfrecord"))
+            for n in report["shards"]]
+
   def records_done(self):
     """True when the corpus report's shards all have records."""
-    report = os.path.join(self.corpus, corpus_lib.REPORT_FILE)
-    if not os.path.exists(report):
+    if not os.path.exists(os.path.join(self.corpus, corpus_lib.REPORT_FILE)):
       return False
-    shards = corpus_lib.read_report(self.corpus)["shards"]
-    return all(os.path.exists(os.path.join(
-        self.records, n.replace(".txt", ".tfrecord"))) for n in shards)
+    return all(os.path.exists(p) for p in self.record_files(
+        corpus_lib.read_report(self.corpus)))
 
 
 class ExperimentError(Exception):
@@ -223,6 +230,7 @@ def estimate_seconds(opts, words=3.5e6, layout=None):
         "vocab": os.path.exists(layout.spm_prefix(r.vocab_size) + ".model"),
         "pretrain": os.path.exists(layout.pretrain_results)}
     done["records"] = done["pretrain"] or layout.records_done()
+    done["fine-tune"] = not runs
   evals = r.ner_steps // r.ner_eval_every + 1
   estimate = {
       "corpus": 30.0, "vocab": 60.0,
@@ -233,8 +241,7 @@ def estimate_seconds(opts, words=3.5e6, layout=None):
           r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
           + evals * _NER_EVAL_S + 10),
   }
-  return {k: v for k, v in estimate.items()
-          if not done.get(k) and not (k == "fine-tune" and not runs)}
+  return {k: v for k, v in estimate.items() if not done.get(k)}
 
 
 def _minutes(seconds):
@@ -270,8 +277,7 @@ def build_records(stages, opts, layout, report, spm_prefix):
   r = opts.recipe
   file_utils.atomic_write_json(layout.config_file,
                                dict(SMALL_CONFIG, vocab_size=r.vocab_size))
-  outputs = [os.path.join(layout.records, n.replace(".txt", ".tfrecord"))
-             for n in report["shards"]]
+  outputs = layout.record_files(report)
   stages.run("Build pretraining TFRecords", [
       sys.executable, "create_pretraining_data.py",
       "--input_file=%s/corpus-*.txt" % layout.corpus,
@@ -323,7 +329,7 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
       "--predict_batch_size=64",
       "--learning_rate=%g" % r.ner_learning_rate,
       "--train_step=%d" % r.ner_steps,
-      "--warmup_step=%d" % min(r.ner_warmup_steps, r.ner_steps),
+      "--warmup_step=%d" % r.ner_warmup(),
       "--save_checkpoints_steps=%d" % r.ner_eval_every,
       "--keep_checkpoint_max=2", "--iterations_per_loop=100",
       "--seed=%d" % seed, "--precision=" + r.precision]
@@ -439,11 +445,12 @@ def markdown(opts, summary, corpus_check):
       "|---|---|---|---|---|---|"]
   for dataset, arms in summary.items():
     for arm in ARMS:
-      steps = ", ".join(str(run["chosen_step"])
-                        for run in arms[arm]["runs"].values())
+      runs = arms[arm]["runs"]
+      steps = ", ".join(str(run["chosen_step"]) for run in runs.values())
       lines.append("| %s | %s | %s | %s | %s | %s |" % (
-          dataset, arm, _pct(arms[arm]["dev"], len(arms[arm]["runs"])),
-          _pct(arms[arm]["test"], len(arms[arm]["runs"])), ", ".join(str(s) for s in arms[arm]["runs"]), steps))
+          dataset, arm, _pct(arms[arm]["dev"], len(runs)),
+          _pct(arms[arm]["test"], len(runs)),
+          ", ".join(str(s) for s in runs), steps))
     lines.append("| %s | **gain** | **%+.1f** | **%+.1f** | | |" % (
         dataset, 100 * arms["gain"]["dev"], 100 * arms["gain"]["test"]))
   lines += [
@@ -455,8 +462,7 @@ def markdown(opts, summary, corpus_check):
           SMALL_CONFIG["num_hidden_layers"], r.vocab_size, r.max_seq_length,
           r.pretrain_steps, r.pretrain_batch_size, r.pretrain_learning_rate,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
-          min(r.ner_warmup_steps, r.ner_steps), r.ner_eval_every,
-          r.precision),
+          r.ner_warmup(), r.ner_eval_every, r.precision),
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "
       "evaluated devel/test sentence." % corpus_check["total"],
