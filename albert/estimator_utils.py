@@ -209,15 +209,16 @@ class ThroughputHook(tf.estimator.SessionRunHook):
           losses)
 
   def before_run(self, run_context):
-    fetches = {"step": self._global_step}
     if self._loss is not None:
-      fetches["loss"] = self._loss
-    return tf.estimator.SessionRunArgs(fetches)
+      return tf.estimator.SessionRunArgs(self._loss)
+    return None
 
   def after_run(self, run_context, run_values):
-    step = int(run_values.results["step"])
-    if "loss" in run_values.results:
-      self._losses.append(float(run_values.results["loss"]))
+    if self._loss is not None:
+      self._losses.append(float(run_values.results))
+    # Read after the step: fetched with the train op, the step races its
+    # increment and a line could cover one step more or less than it says.
+    step = int(run_context.session.run(self._global_step))
     now = time.time()
     if self._last is None:
       self._last = (step, now)

@@ -43,9 +43,8 @@ def _train_and_capture(record_loss, steps, every):
 
 
 def _windows(losses, logged):
-  """Splits `losses` into consecutive windows whose means are `logged`
-  (the global step a hook reads races the update, so where a window ends
-  is found, not assumed); returns their lengths, or None."""
+  """Splits `losses` into consecutive windows whose means are `logged`;
+  returns their lengths, or None."""
   lengths, start = [], 0
   for value in logged:
     for end in range(start + 1, len(losses) + 1):
@@ -64,15 +63,15 @@ def test_hook_logs_the_mean_loss_of_its_window():
   logged = [float(l.split("loss ")[1].split(",")[0]) for l in lines]
   lengths = _windows(losses, logged)
   # Each line covers the steps since the previous one (the first also the
-  # run that started the clock), not one step and not all steps so far.
-  assert lengths is not None, (losses, logged)
-  assert all(3 <= n <= 5 for n in lengths), lengths
-  assert len(lines) >= 2 and " steps/s, " in lines[0]
+  # run that started the clock at step 1), not one step and not all steps
+  # so far: lines at steps 4, 7 and 10.
+  assert lengths == [4, 3, 3], (losses, logged)
+  assert [l.split(":")[0] for l in lines] == [
+      "step 4/12", "step 7/12", "step 10/12"]
+  assert " steps/s, " in lines[0]
 
 
 def test_hook_without_a_recorded_loss_logs_speed_only():
-  # 12 steps, as above: with 7, the step read racing the update could end
-  # the run one line short.
   _, lines = _train_and_capture(record_loss=False, steps=12, every=3)
-  assert len(lines) >= 2 and not any("loss" in l for l in lines)
+  assert len(lines) == 3 and not any("loss" in l for l in lines)
   assert all(" steps/s, " in l for l in lines)
