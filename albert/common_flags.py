@@ -142,10 +142,10 @@ def define_training_flags(flag_values=flags.FLAGS):
   flags.DEFINE_enum(
       "distribution", "none", ["none", "mirrored", "multi_worker"],
       "CPU/GPU data parallelism through the Estimator: mirrored = all local "
-      "GPUs (or --num_cpu_replicas logical CPUs); multi_worker is refused "
-      "(TF 2.15's Estimator.train cannot run MultiWorkerMirroredStrategy; "
-      "see README). The global batch is split across replicas. TPU: use "
-      "--use_tpu instead.", **kw)
+      "GPUs (or --num_cpu_replicas logical CPUs); multi_worker = the "
+      "processes of TF_CONFIG's cluster (run_pretraining.py only; README). "
+      "The global batch is split across replicas. TPU: use --use_tpu "
+      "instead.", **kw)
   flags.DEFINE_integer(
       "num_cpu_replicas", 0,
       "With --distribution=mirrored and no GPU: split the CPU into this "

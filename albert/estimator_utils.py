@@ -11,8 +11,14 @@ tf.distribute strategy: then it is a plain `tf.estimator.Estimator` with
 `train_distribute`, running the same model_fn (its TPUEstimatorSpec turned
 into an EstimatorSpec), and the input_fn's `batch_size` is the global batch
 divided by the number of replicas (each replica reads its own batches).
+Training goes through `train`: with --distribution=multi_worker each worker
+process runs it with the same flags and TF_CONFIG, and TF 2.15's Estimator
+runs a MultiWorkerMirroredStrategy only through `train_and_evaluate` (its
+distribute coordinator), so `train` takes that route there.
 """
+import contextlib
 import dataclasses
+import os
 import time
 from typing import Optional
 
@@ -129,6 +135,56 @@ def _distributed_estimator(model_fn, tpu_options, output_dir, batch_size,
   params = dict(params or {}, batch_size=batch_size // replicas)
   return tf.estimator.Estimator(estimator_model_fn, config=config,
                                 params=params)
+
+
+def is_multi_worker(estimator):
+  """Whether `estimator` trains across the processes of a cluster."""
+  strategy = estimator.config.train_distribute
+  return bool(strategy is not None and
+              strategy.extended.experimental_between_graph)
+
+
+def train(estimator, input_fn, max_steps, hooks=None):
+  """`estimator.train`, or on a multi-worker estimator the same through
+  `tf.estimator.train_and_evaluate` (workers only train; evaluate on the
+  chief afterwards, see `outside_cluster`), each worker keeping its share
+  of the input_fn's batches. Call it once per process there: a second
+  call waits forever for the cluster's collectives."""
+  if not is_multi_worker(estimator):
+    return estimator.train(input_fn, max_steps=max_steps, hooks=hooks)
+  train_spec = tf.estimator.TrainSpec(_per_worker(input_fn),
+                                      max_steps=max_steps, hooks=hooks or ())
+  # Only an "evaluator" task would read it; the cluster has none.
+  eval_spec = tf.estimator.EvalSpec(input_fn, steps=1)
+  tf.estimator.train_and_evaluate(estimator, train_spec, eval_spec)
+
+
+def _per_worker(input_fn):
+  """Worker i of W takes batches i, i+W, ... of the input_fn's dataset, as
+  the replicas of one MirroredStrategy take turns: together one step sees
+  the global batch a single device would. (Each worker reads the whole
+  input to do so.)"""
+
+  def sharded(params, input_context=None):
+    dataset = input_fn(params)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+      dataset = dataset.shard(input_context.num_input_pipelines,
+                              input_context.input_pipeline_id)
+    return dataset
+
+  return sharded
+
+
+@contextlib.contextmanager
+def outside_cluster():
+  """Estimators built inside ignore TF_CONFIG: the chief of a multi-worker
+  run evaluates on its own, as a single-device run."""
+  saved = os.environ.pop("TF_CONFIG", None)
+  try:
+    yield
+  finally:
+    if saved is not None:
+      os.environ["TF_CONFIG"] = saved
 
 
 def init_from_checkpoint(init_checkpoint, use_tpu, num_of_group=1):

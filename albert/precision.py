@@ -26,10 +26,17 @@ activations go low:
   in the checkpoint). On CPU the rewrite has no fp16 kernels to use, so the
   graph runs float32 with the loss scaling in place (a warning says so).
 
+Distribution (`--distribution`): mirrored splits each batch over the local
+GPUs (or --num_cpu_replicas logical CPUs); multi_worker over the processes
+of TF_CONFIG's cluster (`worker_task`), one replica each (or their GPUs),
+through `estimator_utils.train`.
+
 Upstream ALBERT trains float32 on one TPU slice only; none of this exists
 there.
 """
 import dataclasses
+import json
+import os
 
 from absl import logging
 import tensorflow.compat.v1 as tf
@@ -56,6 +63,50 @@ class TrainingOptions:
   def from_flags(cls, flag_values):
     return cls(**{f.name: flag_values[f.name].value
                   for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerTask:
+  """This process's place in TF_CONFIG's cluster (--distribution=
+  multi_worker)."""
+  type: str          # "chief" or "worker"
+  index: int
+  num_workers: int   # chief + workers: one replica each (or its GPUs)
+  has_chief: bool
+
+  @property
+  def is_chief(self):
+    """The chief writes checkpoints and summaries, holds the output_dir's
+    lock and evaluates; without a "chief" task it is worker 0."""
+    if self.has_chief:
+      return self.type == "chief"
+    return self.index == 0
+
+
+def worker_task(environ=None):
+  """The `WorkerTask` of TF_CONFIG; raises TrainingSetupError when it is
+  missing or is not a cluster of "chief"/"worker" tasks holding ours."""
+  raw = (os.environ if environ is None else environ).get("TF_CONFIG")
+  if not raw:
+    raise TrainingSetupError(
+        "--distribution=multi_worker needs TF_CONFIG (the cluster and this "
+        "process's task, e.g. {\"cluster\": {\"worker\": [\"host1:2222\", "
+        "\"host2:2222\"]}, \"task\": {\"type\": \"worker\", \"index\": 0}})")
+  try:
+    config = json.loads(raw)
+    cluster, task = config["cluster"], config["task"]
+    kind, index = task["type"], int(task["index"])
+    hosts = {k: list(cluster.get(k, [])) for k in ("chief", "worker")}
+  except (ValueError, KeyError, TypeError, AttributeError) as e:
+    raise TrainingSetupError(
+        "TF_CONFIG is not a cluster with this process's task (%s: %s)" %
+        (type(e).__name__, e)) from e
+  if kind not in hosts or not 0 <= index < len(hosts[kind]):
+    raise TrainingSetupError(
+        "TF_CONFIG: task %s %d is not among the cluster's chief/worker "
+        "tasks (%s)" % (kind, index, hosts))
+  return WorkerTask(kind, index, len(hosts["chief"]) + len(hosts["worker"]),
+                    bool(hosts["chief"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +149,11 @@ def validate(opts, use_tpu, train_batch_size=None):
           "--gradient_accumulation_steps is for CPU/GPU; on TPU use more "
           "cores for a larger batch")
   if opts.distribution == "multi_worker":
-    # Tried on two local workers (README): built eagerly the strategy needs
-    # collectives configured at program start; built in graph mode the
-    # Estimator runs it only through train_and_evaluate, which these
-    # scripts do not use.
-    raise TrainingSetupError(
-        "--distribution=multi_worker does not run in TensorFlow 2.15 with "
-        "Estimator.train (it needs graph mode from program start and "
-        "train_and_evaluate); use --distribution=mirrored on one machine")
+    if opts.num_cpu_replicas:
+      raise TrainingSetupError(
+          "--num_cpu_replicas is for --distribution=mirrored; each "
+          "multi_worker process is one replica (or all its GPUs)")
+    worker_task()  # refuses a missing or malformed TF_CONFIG
   replicas = num_mirrored_replicas(opts)
   if train_batch_size and replicas > 1:
     micro = train_batch_size // opts.gradient_accumulation_steps
@@ -228,11 +276,13 @@ def configure_cpu_replicas(opts):
 
 
 def make_strategy(p):
-  """None (one device) or a MirroredStrategy for the Estimator's
-  train_distribute (`validate` refuses multi_worker before a plan exists)."""
+  """None (one device), a MirroredStrategy or a MultiWorkerMirroredStrategy
+  for the Estimator's train_distribute."""
   opts = p.options
   if opts.distribution == "none":
     return None
+  if opts.distribution == "multi_worker":
+    return _multi_worker_strategy()
   # The all-reduce is chosen here, not by TensorFlow: a MirroredStrategy
   # built while eager execution is on (TF2's default, as in these scripts)
   # picks CollectiveAllReduce (RING on CPU), whose collective ops never
@@ -252,3 +302,20 @@ def make_strategy(p):
                type(cross_device_ops).__name__)
   return tf.distribute.MirroredStrategy(devices=devices,
                                         cross_device_ops=cross_device_ops)
+
+
+def _multi_worker_strategy():
+  # Built eagerly the strategy needs collectives configured at program
+  # start ("Collective ops must be configured at program startup"); in
+  # graph mode the Estimator's distribute coordinator configures each
+  # worker's session and server itself (`estimator_utils.train`, through
+  # train_and_evaluate). The Estimator builds graphs anyway, so nothing
+  # after this point needs eager execution.
+  tf.disable_eager_execution()
+  task = worker_task()
+  strategy = tf.distribute.experimental.MultiWorkerMirroredStrategy()
+  logging.info("MultiWorkerMirroredStrategy: %s %d of %d tasks%s, %d "
+               "replicas in sync", task.type, task.index, task.num_workers,
+               " (chief)" if task.is_chief else "",
+               strategy.num_replicas_in_sync)
+  return strategy

@@ -708,8 +708,8 @@ def train(estimator, options, input_files):
   throughput = estimator_utils.ThroughputHook(
       options.train_batch_size, options.num_train_steps,
       every_n_steps=min(options.tpu.iterations_per_loop, 100))
-  estimator.train(input_fn=_input_fn(options, input_files, True),
-                  max_steps=options.num_train_steps, hooks=[throughput])
+  estimator_utils.train(estimator, _input_fn(options, input_files, True),
+                        options.num_train_steps, hooks=[throughput])
 
 
 class _EvalResults(object):
@@ -791,7 +791,19 @@ def _train_locked(options, plan):
     estimator = make_estimator(options, plan)
     train(estimator, options, plan.input_files)
     if options.do_eval:
+      if estimator_utils.is_multi_worker(estimator):
+        with estimator_utils.outside_cluster():
+          estimator = make_estimator(options, plan, precision.plan(
+              dataclasses.replace(options.training, distribution="none")))
       evaluate(estimator, options, plan.input_files)
+
+
+def _train_as_worker(options, plan):
+  """A non-chief worker of --distribution=multi_worker: trains only. The
+  chief holds output_dir's lock, writes the checkpoints and evaluates;
+  TensorFlow gives this worker output_dir/tmp_worker_<i> for its own
+  summaries."""
+  train(make_estimator(options, plan), options, plan.input_files)
 
 
 def run(options):
@@ -807,6 +819,10 @@ def run(options):
   plan = prepare(options)
   if not options.do_train:
     evaluate(make_estimator(options, plan), options, plan.input_files)
+    return
+  if (options.training.distribution == "multi_worker" and
+      not precision.worker_task().is_chief):
+    _train_as_worker(options, plan)
     return
   try:
     _train_locked(options, plan)

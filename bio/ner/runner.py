@@ -309,6 +309,12 @@ def check_options(opts):
     raise NerRunError("--max_seq_length must be at least 3")
   if opts.warmup_step < 0:
     raise NerRunError("--warmup_step must be >= 0")
+  if opts.training.distribution == "multi_worker":
+    # Dev-set selection trains in several Estimator calls; a cluster's
+    # workers can run only one (estimator_utils.train).
+    raise NerRunError(
+        "--distribution=multi_worker is for run_pretraining.py; fine-tune "
+        "on one machine (--distribution=mirrored uses all its GPUs)")
   try:
     precision.validate(opts.training, opts.tpu.use_tpu,
                        train_batch_size=opts.train_batch_size)

@@ -48,8 +48,8 @@ def train(work_dir, batches, strategy, init_checkpoint):
       model_fn, estimator_utils.TpuOptions(), work_dir, 8, 8,
       strategy=strategy)
   losses = LossHook()
-  estimator.train(input_fn_of(batches), max_steps=len(batches),
-                  hooks=[losses])
+  estimator_utils.train(estimator, input_fn_of(batches), len(batches),
+                        hooks=[losses])
   values, step = read_model(estimator.latest_checkpoint())
   return values, step, losses.values
 

@@ -24,6 +24,7 @@ from albert import estimator_utils
 from albert import modeling
 from albert import run_pretraining as rp
 from albert import tokenization
+from tests.albert import cluster
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SCRIPT = os.path.join(ROOT, "run_pretraining.py")
@@ -56,10 +57,12 @@ def _env():
   return env
 
 
-def _start_script(*args):
-  """run_pretraining.py in the background, stderr into stdout."""
+def _start_script(*args, environ=None):
+  """run_pretraining.py in the background, stderr into stdout; `environ`
+  adds to the environment."""
   return subprocess.Popen([sys.executable, SCRIPT] + list(args), cwd=ROOT,
-                          env=_env(), stdout=subprocess.PIPE,
+                          env=dict(_env(), **(environ or {})),
+                          stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
 
 
@@ -679,6 +682,37 @@ def script_runs(tmp_path_factory, pretraining_records):
   assert rc == 0, log[-5000:]
   runs["init_log"] = log
   return runs
+
+
+def test_multi_worker_script_trains_and_the_chief_evaluates(
+    tmp_path, pretraining_records):
+  """Two worker processes of run_pretraining.py on localhost share one
+  --output_dir: the chief checkpoints and evaluates, worker 1 only trains."""
+  out = str(tmp_path / "out")
+  args = ["--albert_config_file=" + TINY_CONFIG,
+          "--input_file=" + pretraining_records, "--output_dir=" + out,
+          "--max_seq_length=%d" % SEQ_LEN,
+          "--max_predictions_per_seq=%d" % MAX_PRED, "--do_eval",
+          "--train_batch_size=16", "--eval_batch_size=16",
+          "--max_eval_steps=2", "--num_train_steps=6",
+          "--num_warmup_steps=0", "--iterations_per_loop=3",
+          "--distribution=multi_worker"]
+  procs = [_start_script(*args, environ={"TF_CONFIG": config})
+           for config in cluster.local_workers(2)]
+  try:
+    (rc0, chief), (rc1, worker) = [_finish(p) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  assert rc0 == 0, chief[-5000:]
+  assert rc1 == 0, worker[-5000:]
+  assert "worker 0 of 2 tasks (chief), 2 replicas in sync" in chief
+  assert "worker 1 of 2 tasks, 2 replicas in sync" in worker
+  results = _read_eval_results(os.path.join(out, "eval_results.txt"))
+  assert results["global_step"] == 6
+  assert "Saving dict for global step" not in worker
+  assert tf.train.latest_checkpoint(out).endswith("model.ckpt-6")
+  assert os.path.isdir(os.path.join(out, "tmp_worker_1"))
 
 
 def test_eval_results_has_the_six_keys(script_runs):

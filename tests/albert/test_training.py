@@ -3,6 +3,7 @@
 Each faster or larger path is checked against the reference path: the
 float32, single-device, one-batch-per-update train op of upstream.
 """
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from albert import modeling
 from albert import optimization
 from albert import precision
 from albert import run_pretraining as rp
+from tests.albert import cluster
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -241,7 +243,7 @@ def test_tpu_plan_uses_bf16_casts_and_refuses_gpu_settings():
       precision.plan(precision.TrainingOptions(**bad), use_tpu=True)
 
 
-def test_validate_refuses_unsplittable_batches_and_multi_worker():
+def test_validate_refuses_unsplittable_batches():
   mirrored = precision.TrainingOptions(distribution="mirrored",
                                        num_cpu_replicas=2,
                                        gradient_accumulation_steps=2)
@@ -249,12 +251,54 @@ def test_validate_refuses_unsplittable_batches_and_multi_worker():
   with pytest.raises(precision.TrainingSetupError,
                      match="batch of 3 per session run .* over 2 replicas"):
     precision.validate(mirrored, False, train_batch_size=6)
-  # Not runnable with Estimator.train in TF 2.15 (README): one line, no
-  # traceback from deep inside TensorFlow.
-  with pytest.raises(precision.TrainingSetupError,
-                     match="multi_worker does not run"):
+
+
+def test_worker_task_reads_tf_config_and_names_the_chief():
+  workers = {"worker": ["a:1", "b:1", "c:1"]}
+  task = precision.worker_task(
+      {"TF_CONFIG": cluster.tf_config(workers, "worker", 2)})
+  assert (task.type, task.index, task.num_workers) == ("worker", 2, 3)
+  assert not task.is_chief
+  assert precision.worker_task(
+      {"TF_CONFIG": cluster.tf_config(workers, "worker", 0)}).is_chief
+  # With a "chief" task, worker 0 is an ordinary worker.
+  with_chief = dict(workers, chief=["z:1"])
+  assert not precision.worker_task(
+      {"TF_CONFIG": cluster.tf_config(with_chief, "worker", 0)}).is_chief
+  chief = precision.worker_task(
+      {"TF_CONFIG": cluster.tf_config(with_chief, "chief", 0)})
+  assert chief.is_chief and chief.num_workers == 4
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({}, "needs TF_CONFIG"),
+    ({"TF_CONFIG": "{not json"}, "TF_CONFIG is not a cluster"),
+    ({"TF_CONFIG": json.dumps({"cluster": {"worker": ["a:1"]}})},
+     "TF_CONFIG is not a cluster"),
+    ({"TF_CONFIG": cluster.tf_config({"worker": ["a:1"]}, "worker", 1)},
+     "task worker 1 is not among"),
+    ({"TF_CONFIG": cluster.tf_config({"worker": ["a:1"], "ps": ["p:1"]},
+                                     "ps", 0)},
+     "task ps 0 is not among"),
+])
+def test_multi_worker_refuses_a_missing_or_bad_tf_config(monkeypatch,
+                                                          environ, message):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  for key, value in environ.items():
+    monkeypatch.setenv(key, value)
+  with pytest.raises(precision.TrainingSetupError, match=message):
     precision.validate(precision.TrainingOptions(distribution="multi_worker"),
                        False)
+
+
+def test_multi_worker_refuses_logical_cpu_replicas(monkeypatch):
+  monkeypatch.setenv("TF_CONFIG",
+                     cluster.tf_config({"worker": ["a:1"]}, "worker", 0))
+  with pytest.raises(precision.TrainingSetupError,
+                     match="--num_cpu_replicas is for --distribution="
+                     "mirrored"):
+    precision.validate(precision.TrainingOptions(
+        distribution="multi_worker", num_cpu_replicas=2), False)
 
 
 MIRRORED_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -272,3 +316,38 @@ def test_mirrored_two_cpu_replicas_equal_one_device(tmp_path):
                         stderr=subprocess.STDOUT, text=True, timeout=480)
   assert proc.returncode == 0, proc.stdout[-3000:]
   assert "MIRRORED OK" in proc.stdout
+
+
+MULTI_WORKER_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                  "multi_worker_check.py")
+
+
+def test_multi_worker_two_processes_equal_one_device(tmp_path):
+  """Two worker processes on localhost (TF_CONFIG), then one device on the
+  same global batches. Before the fix the flag was refused outright."""
+  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+  env.pop("TF_CONFIG", None)
+
+  def check(mode, **extra):
+    return subprocess.Popen(
+        [sys.executable, MULTI_WORKER_CHECK, mode, str(tmp_path)], cwd=ROOT,
+        env=dict(env, **extra), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+
+  def finish(proc):
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    return out
+
+  finish(check("init"))
+  workers = [check("worker", TF_CONFIG=config)
+             for config in cluster.local_workers(2)]
+  try:
+    for proc in workers:
+      assert "WORKER OK" in finish(proc)
+  finally:
+    for proc in workers:
+      proc.kill()
+  # Only the chief (worker 0) checkpoints into the shared model_dir.
+  assert tf.train.latest_checkpoint(str(tmp_path / "multi"))
+  assert "MULTI_WORKER OK" in finish(check("compare"))

@@ -579,6 +579,13 @@ def test_flag_errors(ncbi_slice, spm_model, tmp_path):
                      training=precision.TrainingOptions(
                          distribution="mirrored", num_cpu_replicas=3)))
   assert not os.path.exists(out)
+  # Dev selection trains in several calls, which a cluster cannot do.
+  with pytest.raises(runner.NerRunError, match="multi_worker is for "
+                     "run_pretraining.py"):
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                     training=precision.TrainingOptions(
+                         distribution="multi_worker")))
+  assert not os.path.exists(out)
   # Predicting with nothing trained is an error too, not a random model.
   with pytest.raises(runner.NerRunError, match="no fine-tuned"):
     runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,

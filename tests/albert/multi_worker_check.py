@@ -1,0 +1,84 @@
+"""--distribution=multi_worker (2 worker processes) vs one device.
+
+Run by tests/albert/test_training.py, one process per step (each worker
+needs its own TensorFlow runtime and TF_CONFIG):
+
+  python tests/albert/multi_worker_check.py init WORK_DIR
+  TF_CONFIG=... python tests/albert/multi_worker_check.py worker WORK_DIR
+      (once per task of the cluster, at the same time)
+  python tests/albert/multi_worker_check.py compare WORK_DIR
+
+init writes the starting checkpoint of the tiny pretraining model (no
+dropout); each worker trains from it 3 steps of global batch 8 through
+`precision.make_strategy` (MultiWorkerMirroredStrategy, one replica per
+worker reading batches of 4) and `estimator_utils.train`, into the shared
+WORK_DIR/multi; compare trains the same 3 batches of 8 on one device and
+compares every variable of the chief's checkpoint (1e-5) and the global
+step. Prints "WORKER OK" / "MULTI_WORKER OK".
+"""
+import os
+import sys
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+# pylint: disable=wrong-import-position
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import mirrored_check as mc
+import test_training as tt
+
+from albert import precision
+# pylint: enable=wrong-import-position
+
+STEPS = 3
+
+
+def batches():
+  rng = np.random.RandomState(0)
+  return [tt.random_batch(rng, 8) for _ in range(STEPS)]
+
+
+def init_path(work_dir):
+  return os.path.join(work_dir, "init", "model.ckpt")
+
+
+def worker(work_dir):
+  plan = precision.plan(precision.TrainingOptions(
+      distribution="multi_worker"))
+  strategy = precision.make_strategy(plan)
+  assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+  mc.train(os.path.join(work_dir, "multi"), batches(), strategy,
+           init_path(work_dir))
+  print("WORKER OK")
+
+
+def compare(work_dir):
+  want, want_step, _ = mc.train(os.path.join(work_dir, "single"), batches(),
+                                None, init_path(work_dir))
+  got, got_step = mc.read_model(
+      tf.train.latest_checkpoint(os.path.join(work_dir, "multi")))
+  assert got_step == want_step == STEPS, (got_step, want_step)
+  assert sorted(got) == sorted(want)
+  worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
+  print("max |multi_worker - single| = %.3g over %d variables" %
+        (worst, len(want)))
+  assert worst < 1e-5
+  start, _ = mc.read_model(init_path(work_dir))
+  moved = max(float(np.max(np.abs(want[k] - start[k]))) for k in start
+              if "adam_" not in k)
+  print("max |trained - initial| = %.3g" % moved)
+  assert moved > 1e-4
+  print("MULTI_WORKER OK")
+
+
+def main(mode, work_dir):
+  if mode == "init":
+    tt.train([], template=batches()[0], save_to=init_path(work_dir))
+  elif mode == "worker":
+    worker(work_dir)
+  else:
+    compare(work_dir)
+
+
+if __name__ == "__main__":
+  main(sys.argv[1], sys.argv[2])
