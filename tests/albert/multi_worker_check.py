@@ -1,20 +1,18 @@
 """--distribution=multi_worker (2 worker processes) vs one device.
 
-Run by tests/albert/test_training.py, one process per step (each worker
-needs its own TensorFlow runtime and TF_CONFIG):
+Used by tests/albert/test_training.py, which calls `write_init`, then runs
+this file once per worker of the cluster, at the same time (each needs its
+own TensorFlow runtime and TF_CONFIG), then calls `compare`:
 
-  python tests/albert/multi_worker_check.py init WORK_DIR
-  TF_CONFIG=... python tests/albert/multi_worker_check.py worker WORK_DIR
-      (once per task of the cluster, at the same time)
-  python tests/albert/multi_worker_check.py compare WORK_DIR
+  TF_CONFIG=... python tests/albert/multi_worker_check.py WORK_DIR
 
-init writes the starting checkpoint of the tiny pretraining model (no
-dropout); each worker trains from it 3 steps of global batch 8 through
+`write_init` saves the starting checkpoint of the tiny pretraining model
+(no dropout); each worker trains from it 3 steps of global batch 8 through
 `precision.make_strategy` (MultiWorkerMirroredStrategy, one replica per
 worker reading batches of 4) and `estimator_utils.train`, into the shared
-WORK_DIR/multi; compare trains the same 3 batches of 8 on one device and
-compares every variable of the chief's checkpoint (1e-5) and the global
-step. Prints "WORKER OK" / "MULTI_WORKER OK".
+WORK_DIR/multi, and prints "WORKER OK"; `compare` trains the same 3
+batches of 8 on one device and compares every variable of the chief's
+checkpoint (1e-5) and the global step.
 """
 import os
 import sys
@@ -40,6 +38,10 @@ def batches():
 
 def init_path(work_dir):
   return os.path.join(work_dir, "init", "model.ckpt")
+
+
+def write_init(work_dir):
+  tt.train([], template=batches()[0], save_to=init_path(work_dir))
 
 
 def worker(work_dir):
@@ -68,17 +70,7 @@ def compare(work_dir):
               if "adam_" not in k)
   print("max |trained - initial| = %.3g" % moved)
   assert moved > 1e-4
-  print("MULTI_WORKER OK")
-
-
-def main(mode, work_dir):
-  if mode == "init":
-    tt.train([], template=batches()[0], save_to=init_path(work_dir))
-  elif mode == "worker":
-    worker(work_dir)
-  else:
-    compare(work_dir)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2])
+  worker(sys.argv[1])

@@ -325,29 +325,19 @@ MULTI_WORKER_CHECK = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 def test_multi_worker_two_processes_equal_one_device(tmp_path):
   """Two worker processes on localhost (TF_CONFIG), then one device on the
   same global batches. Before the fix the flag was refused outright."""
+  from tests.albert import multi_worker_check  # pylint: disable=g-import-not-at-top
+  multi_worker_check.write_init(str(tmp_path))
   env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
-  env.pop("TF_CONFIG", None)
-
-  def check(mode, **extra):
-    return subprocess.Popen(
-        [sys.executable, MULTI_WORKER_CHECK, mode, str(tmp_path)], cwd=ROOT,
-        env=dict(env, **extra), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
-
-  def finish(proc):
-    out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 0, out[-3000:]
-    return out
-
-  finish(check("init"))
-  workers = [check("worker", TF_CONFIG=config)
+  workers = [subprocess.Popen(
+      [sys.executable, MULTI_WORKER_CHECK, str(tmp_path)], cwd=ROOT,
+      env=dict(env, TF_CONFIG=config), stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
              for config in cluster.local_workers(2)]
   try:
     for proc in workers:
-      assert "WORKER OK" in finish(proc)
+      out, _ = proc.communicate(timeout=300)
+      assert proc.returncode == 0 and "WORKER OK" in out, out[-3000:]
   finally:
     for proc in workers:
       proc.kill()
-  # Only the chief (worker 0) checkpoints into the shared model_dir.
-  assert tf.train.latest_checkpoint(str(tmp_path / "multi"))
-  assert "MULTI_WORKER OK" in finish(check("compare"))
+  multi_worker_check.compare(str(tmp_path))
