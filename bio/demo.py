@@ -20,7 +20,7 @@ Stages 1-5 are `bio.experiments.pretraining_gain` with a shorter recipe
 subprocess (what a user would type is printed), logs to output_dir/logs/,
 and is skipped on a re-run when its output is complete. The model is small
 and pretrained for minutes: at this size the two arms come out close (0.6k
-steps each; README), the experiment's defaults (2k pretraining, 1.5k
+steps each; README), the experiment's defaults (4k pretraining, 1.5k
 fine-tuning steps) show the gain. The F1 shows the pipeline, not what
 BioALBERT reaches.
 """
@@ -38,7 +38,7 @@ from bio.experiments import corpus as corpus_lib
 from bio.experiments import pretraining_gain as gain
 
 DATASET = "NCBI-disease"
-# Fits about 15 minutes on 2 CPU cores (14.7 measured; README, "What
+# Fits about 15 minutes on 2 CPU cores (14.5 measured; README, "What
 # `make demo` does").
 DEMO_RECIPE = gain.Recipe(pretrain_steps=600, dupe_factor=1,
                           ner_steps=600, ner_eval_every=200)
