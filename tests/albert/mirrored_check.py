@@ -77,6 +77,22 @@ def read_model(checkpoint):
   return values, reader.get_tensor("global_step")
 
 
+def assert_same_training(got, want, init, label):
+  """`got` and `want` ({name: value}) agree within 1e-5, and training moved
+  the weights away from the `init` checkpoint (else the comparison would
+  mean nothing)."""
+  assert sorted(got) == sorted(want)
+  worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
+  print("max |%s - single| = %.3g over %d variables" % (label, worst,
+                                                        len(want)))
+  assert worst < 1e-5
+  start, _ = read_model(init)
+  moved = max(float(np.max(np.abs(want[k] - start[k]))) for k in start
+              if "adam_" not in k)
+  print("max |trained - initial| = %.3g" % moved)
+  assert moved > 1e-4
+
+
 def main(work_dir):
   options = precision.TrainingOptions(distribution="mirrored",
                                       num_cpu_replicas=2)
@@ -106,17 +122,7 @@ def main(work_dir):
   # The logged loss is the global batch's mean, as on one device.
   print("logged losses: mirrored %s, single %s" % (got_loss, want_loss))
   np.testing.assert_allclose(got_loss, want_loss, rtol=1e-5)
-  assert sorted(got) == sorted(want)
-  worst = max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
-  print("max |mirrored - single| = %.3g over %d variables" % (worst,
-                                                              len(want)))
-  assert worst < 1e-5
-  # The comparison means something only if training moved the weights.
-  start, _ = read_model(init)
-  moved = max(float(np.max(np.abs(want[k] - start[k]))) for k in start
-              if "adam_" not in k)
-  print("max |trained - initial| = %.3g" % moved)
-  assert moved > 1e-4
+  assert_same_training(got, want, init, "mirrored")
   print("MIRRORED OK")
 
 
