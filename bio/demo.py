@@ -20,7 +20,7 @@ Stages 1-5 are `bio.experiments.pretraining_gain` with a shorter recipe
 subprocess (what a user would type is printed), logs to output_dir/logs/,
 and is skipped on a re-run when its output is complete. The model is small
 and pretrained for minutes: at this size the two arms come out close (0.6k
-steps each; README), the experiment's defaults (4k pretraining, 1.5k
+steps each; README), the experiment's defaults (8k pretraining, 1.5k
 fine-tuning steps) show the gain. The F1 shows the pipeline, not what
 BioALBERT reaches.
 """

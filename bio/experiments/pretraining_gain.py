@@ -34,8 +34,8 @@ a run is in it.
 The recipe (`Recipe`) defaults are the ones chosen by measurement on a
 2-core CPU (README, "Pretraining gain"). The paper pretrains ALBERT-base on
 all of PubMed and PMC for days on TPUs; this is the same pipeline at a
-size that runs in about an hour and a half on two CPU cores (40 minutes
-of pretraining, 6.5 per fine-tuning run; README, section 9).
+size that runs in about two hours on two CPU cores (80 minutes of
+pretraining, 7 per fine-tuning run; README, section 9).
 """
 import dataclasses
 import json
@@ -86,7 +86,7 @@ class Recipe(object):
   max_seq_length: int = 128
   dupe_factor: int = 2
   max_predictions_per_seq: int = 20
-  pretrain_steps: int = 4000
+  pretrain_steps: int = 8000
   pretrain_batch_size: int = 32
   pretrain_learning_rate: float = 5e-3
   ner_steps: int = 1500
