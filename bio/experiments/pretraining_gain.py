@@ -83,7 +83,12 @@ _NER_EVAL_S = 8.0
 class Recipe(object):
   """Everything that decides the numbers (recorded in experiment.json)."""
   vocab_size: int = 2000
+  # Layers of SMALL_CONFIG (one shared group at any depth).
+  num_hidden_layers: int = 4
+  # Of the pretraining records; fine-tuning has its own (NCBI-disease: 21%
+  # of training sentences are longer than 64 pieces of the 2,000 vocabulary).
   max_seq_length: int = 128
+  ner_max_seq_length: int = 128
   dupe_factor: int = 2
   max_predictions_per_seq: int = 20
   pretrain_steps: int = 8000
@@ -97,6 +102,10 @@ class Recipe(object):
   # (dev F1 0); 320 (run_ner's default) trains (README, section 9).
   ner_warmup_steps: int = 320
   precision: str = "fp32"
+
+  def config(self):
+    """The model's albert_config (without vocab_size)."""
+    return dict(SMALL_CONFIG, num_hidden_layers=self.num_hidden_layers)
 
   def ner_warmup(self):
     """The warm-up a run gets: never longer than the run."""
@@ -132,7 +141,7 @@ class ExperimentOptions(object):
     return {"exclude_from_corpus": list(self.excluded()),
             "sources": list(self.sources),
             "recipe": dataclasses.asdict(self.recipe),
-            "config": SMALL_CONFIG}
+            "config": self.recipe.config()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,13 +216,23 @@ def check_settings(opts):
   if os.path.isfile(path):
     with open(path, encoding="utf-8") as f:
       found = json.load(f)
-    if found != wanted:
+    if _backfill(found) != wanted:
       raise ExperimentError(
           "%s was made with other settings (%s); use another --output_dir" %
           (opts.output_dir, ", ".join(
               corpus_lib.setting_differences(found, wanted))))
     return
   file_utils.atomic_write_json(path, wanted)
+
+
+def _backfill(found):
+  """An experiment.json written before a recipe field existed, with the
+  value the field had then (the run used it), so upgrading never refuses an
+  unchanged experiment."""
+  recipe = found.get("recipe", {})
+  recipe.setdefault("num_hidden_layers", SMALL_CONFIG["num_hidden_layers"])
+  recipe.setdefault("ner_max_seq_length", recipe.get("max_seq_length"))
+  return found
 
 
 def estimate_seconds(opts, words=3.5e6, layout=None):
@@ -233,14 +252,15 @@ def estimate_seconds(opts, words=3.5e6, layout=None):
     done["records"] = done["pretrain"] or layout.records_done()
     done["fine-tune"] = not runs
   evals = r.ner_steps // r.ner_eval_every + 1
+  depth = r.num_hidden_layers / float(SMALL_CONFIG["num_hidden_layers"])
   estimate = {
       "corpus": 30.0, "vocab": 60.0,
       "records": 1.5e-5 * words * r.dupe_factor * r.max_seq_length / 128,
-      "pretrain": r.pretrain_steps * _PRETRAIN_STEP_S * (
+      "pretrain": r.pretrain_steps * _PRETRAIN_STEP_S * depth * (
           r.pretrain_batch_size / 32.0) * (r.max_seq_length / 128.0),
       "fine-tune": len(runs) * (
-          r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
-          + evals * _NER_EVAL_S + 10),
+          (r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
+           + evals * _NER_EVAL_S) * depth + 10),
   }
   return {k: v for k, v in estimate.items() if not done.get(k)}
 
@@ -277,7 +297,7 @@ def train_vocabulary(stages, opts, layout):
 def build_records(stages, opts, layout, report, spm_prefix):
   r = opts.recipe
   file_utils.atomic_write_json(layout.config_file,
-                               dict(SMALL_CONFIG, vocab_size=r.vocab_size))
+                               dict(r.config(), vocab_size=r.vocab_size))
   outputs = layout.record_files(report)
   stages.run("Build pretraining TFRecords", [
       sys.executable, "create_pretraining_data.py",
@@ -325,7 +345,7 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
       "--spm_model_file=" + spm_prefix + ".model",
       "--output_dir=" + layout.ner(dataset, arm, seed),
       "--do_train", "--do_eval", "--do_predict",
-      "--max_seq_length=%d" % r.max_seq_length,
+      "--max_seq_length=%d" % r.ner_max_seq_length,
       "--train_batch_size=%d" % r.ner_batch_size, "--eval_batch_size=64",
       "--predict_batch_size=64",
       "--learning_rate=%g" % r.ner_learning_rate,
@@ -456,13 +476,15 @@ def markdown(opts, summary, corpus_check):
         dataset, 100 * arms["gain"]["dev"], 100 * arms["gain"]["test"]))
   lines += [
       "", "Recipe: small ALBERT (embedding %d, hidden %d, %d shared layers), "
-      "vocabulary %d, sequence %d; pretraining %d LAMB steps of batch %d at "
-      "lr %g; fine-tuning %d steps of batch %d at lr %g after %d warm-up "
-      "steps (both arms), dev scored every %d steps, precision %s." % (
+      "vocabulary %d; pretraining %d LAMB steps of batch %d at lr %g, "
+      "sequence %d; fine-tuning %d steps of batch %d at lr %g, sequence %d, "
+      "after %d warm-up steps (both arms), dev scored every %d steps, "
+      "precision %s." % (
           SMALL_CONFIG["embedding_size"], SMALL_CONFIG["hidden_size"],
-          SMALL_CONFIG["num_hidden_layers"], r.vocab_size, r.max_seq_length,
-          r.pretrain_steps, r.pretrain_batch_size, r.pretrain_learning_rate,
+          r.num_hidden_layers, r.vocab_size, r.pretrain_steps,
+          r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
+          r.ner_max_seq_length,
           r.ner_warmup(), r.ner_eval_every, r.precision),
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "

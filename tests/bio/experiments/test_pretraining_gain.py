@@ -117,6 +117,23 @@ def test_other_settings_are_refused(tmp_path):
     gain.check_settings(dataclasses.replace(wide, datasets=("BC5CDR-chem",)))
 
 
+def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
+  # What an experiment.json held before the depth and the fine-tuning
+  # sequence length were recipe fields (4 layers, one sequence length).
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path))
+  old = opts.settings()
+  del old["recipe"]["num_hidden_layers"], old["recipe"]["ner_max_seq_length"]
+  assert old["config"] == gain.SMALL_CONFIG
+  with open(os.path.join(opts.output_dir, gain.SETTINGS_FILE), "w") as f:
+    json.dump(old, f)
+  gain.check_settings(opts)
+  for change, message in [({"num_hidden_layers": 2}, "num_hidden_layers"),
+                          ({"ner_max_seq_length": 64}, "ner_max_seq_length")]:
+    with pytest.raises(gain.ExperimentError, match=message):
+      gain.check_settings(dataclasses.replace(
+          opts, recipe=gain.Recipe(**change)))
+
+
 def test_estimate_counts_only_what_is_left(tmp_path):
   opts = gain.ExperimentOptions(output_dir=str(tmp_path), seeds=2)
   layout = gain.Layout(str(tmp_path))
@@ -144,7 +161,8 @@ def _run(out, data, *extra):
        "--output_dir=" + out, "--data_dir=" + data, "--seeds=1",
        "--vocab_size=120", "--pretrain_steps=2", "--pretrain_batch_size=4",
        "--ner_steps=4", "--ner_eval_every=2", "--ner_batch_size=4",
-       "--dupe_factor=1", "--max_seq_length=32",
+       "--dupe_factor=1", "--max_seq_length=32", "--ner_max_seq_length=48",
+       "--num_hidden_layers=2",
        "--max_predictions_per_seq=5", *extra],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -167,6 +185,14 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
                          "run_config.json")) as f:
     config = json.dumps(json.load(f))
   assert "pretrain/model.ckpt-2" in config
+  # Pretraining and fine-tuning have their own sequence lengths; the depth
+  # is the recipe's.
+  assert '"max_seq_length": 48' in config
+  with open(os.path.join(out, "albert_config.json")) as f:
+    assert json.load(f)["num_hidden_layers"] == 2
+  pretrain_cmd = [line for line in proc.stdout.splitlines()
+                  if "run_pretraining.py" in line]
+  assert pretrain_cmd and "--max_seq_length=32 " in pretrain_cmd[0]
   # The warm-up never exceeds the run (320 by default, 4 steps here).
   assert '"warmup_step": 4' in config
   # A re-run redoes nothing; other settings are refused in one line.
