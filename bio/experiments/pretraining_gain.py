@@ -12,12 +12,14 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
                reported).
   2. vocab     a SentencePiece vocabulary of --vocab_size pieces on it.
   3. records   create_pretraining_data.py, per-shard mode.
-  4. pretrain  run_pretraining.py: a small ALBERT (`SMALL_CONFIG`) from
-               scratch, LAMB.
+  4. pretrain  run_pretraining.py: a small ALBERT (`SMALL_CONFIG`,
+               --num_hidden_layers deep) from scratch, LAMB, on sequences
+               of --max_seq_length pieces.
   5. fine-tune run_ner.py on each dataset, for each seed, twice with the
                same budget: from scratch ("scratch") and from the pretrained
-               checkpoint ("pretrained"); every --ner_eval_every steps the
-               checkpoint is scored on dev, the best is tested.
+               checkpoint ("pretrained"), on --ner_max_seq_length pieces;
+               every --ner_eval_every steps the checkpoint is scored on
+               dev, the best is tested.
   6. report    results.md (mean ± sd over seeds of dev and test entity F1
                per arm, and the gain), results.json (every run, settings,
                corpus checks) and dev_f1.png (dev F1 against fine-tuning
