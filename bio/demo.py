@@ -59,7 +59,8 @@ flags.DEFINE_integer("ner_steps", DEMO_RECIPE.ner_steps,
                      "Fine-tuning steps of each arm.")
 flags.DEFINE_integer("seeds", 1, "Fine-tuning seeds per arm; the gain "
                      "printed is the mean, seed 1 is exported. A re-run "
-                     "with more seeds reuses the pretrained model.")
+                     "with more seeds reuses the pretrained model.",
+                     lower_bound=1)
 FLAGS = flags.FLAGS
 
 EXAMPLES = [

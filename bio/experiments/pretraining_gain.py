@@ -612,7 +612,8 @@ def define_flags():
   flags.DEFINE_list("datasets", ["NCBI-disease"],
                     "Datasets to fine-tune and evaluate on; NAME:N runs that "
                     "one with N seeds instead of --seeds.")
-  flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds per arm and dataset.")
+  flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds per arm and dataset.",
+                       lower_bound=1)
   flags.DEFINE_integer("first_seed", 1, "The first seed.")
   flags.DEFINE_list(
       "exclude_from_corpus", None,

@@ -207,3 +207,17 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
       "pretraining_gain: ")
   assert "ner_learning_rate" in refused.stderr
   assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("module", ["bio.experiments.pretraining_gain",
+                                    "bio.demo"])
+def test_zero_seeds_is_refused_before_any_work(tmp_path, module):
+  out = str(tmp_path / "out")
+  proc = subprocess.run(
+      [sys.executable, "-m", module, "--output_dir=" + out, "--seeds=0"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode != 0
+  assert "--seeds=0" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not os.path.exists(out)
