@@ -133,11 +133,22 @@ def read_dev_results(run_dir):
 
 def differing_settings(run_dir, settings):
   """[(name, recorded, given)] of the settings that differ from those
-  recorded in `run_dir` (only names recorded there are compared)."""
+  recorded in `run_dir` (only names recorded there are compared, so run
+  directories of older versions stay usable); a dict setting is compared
+  key by key ("albert_config.num_hidden_layers")."""
   recorded = read_run_config(run_dir).get(SETTINGS_KEY) or {}
-  return [(name, recorded[name], value)
-          for name, value in sorted(settings.items())
-          if name in recorded and recorded[name] != value]
+  differ = []
+  for name, value in sorted(settings.items()):
+    if name not in recorded or recorded[name] == value:
+      continue
+    if isinstance(value, dict) and isinstance(recorded[name], dict):
+      differ.extend(("%s.%s" % (name, key), recorded[name].get(key),
+                     value.get(key))
+                    for key in sorted(set(value) | set(recorded[name]))
+                    if recorded[name].get(key) != value.get(key))
+    else:
+      differ.append((name, recorded[name], value))
+  return differ
 
 
 def tool_files(run_dir):

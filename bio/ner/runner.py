@@ -248,6 +248,8 @@ def run_settings(opts, inputs, init_checkpoint):
   later run there must match them (checked against run_config.json)."""
   return {
       "albert_config_file": _abs(opts.albert_config_file),
+      # The contents too: a config edited in place must not resume a run.
+      "albert_config": inputs.albert_config.to_dict(),
       "spm_model_file": _abs(opts.tokenizer.spm_model_file),
       "vocab_file": _abs(opts.tokenizer.vocab_file),
       "do_lower_case": opts.tokenizer.do_lower_case,
@@ -268,8 +270,9 @@ def run_settings(opts, inputs, init_checkpoint):
 
 # Without --do_train a run only reads the model: its data and training
 # settings may differ (e.g. tagging another corpus with a trained model).
-_MODEL_SETTINGS = ("albert_config_file", "spm_model_file", "vocab_file",
-                   "do_lower_case", "max_seq_length", "collapse_types")
+_MODEL_SETTINGS = ("albert_config_file", "albert_config", "spm_model_file",
+                   "vocab_file", "do_lower_case", "max_seq_length",
+                   "collapse_types")
 
 
 def run_config(opts, inputs, init_checkpoint):

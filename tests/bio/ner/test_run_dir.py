@@ -38,6 +38,17 @@ def test_run_config_round_trip_and_settings(tmp_path):
           ("learning_rate", 1e-5, 2e-5)]
 
 
+def test_dict_settings_differ_key_by_key(tmp_path):
+  run_dir.write_run_config(str(tmp_path), {run_dir.SETTINGS_KEY: {
+      "albert_config": {"hidden_size": 128, "hidden_dropout_prob": 0.0}}})
+  same = {"albert_config": {"hidden_size": 128, "hidden_dropout_prob": 0.0}}
+  assert run_dir.differing_settings(str(tmp_path), same) == []
+  assert run_dir.differing_settings(str(tmp_path), {"albert_config": {
+      "hidden_size": 128, "hidden_dropout_prob": 0.1, "gap_size": 0}}) == [
+          ("albert_config.gap_size", None, 0),
+          ("albert_config.hidden_dropout_prob", 0.0, 0.1)]
+
+
 def test_checkpoint_step():
   assert run_dir.checkpoint_step("/a/model.ckpt-1200") == 1200
   assert run_dir.checkpoint_step("best/model.ckpt-0") == 0

@@ -484,21 +484,39 @@ def refused_runs(e2e, ncbi_slice, spm_model, encoder_ckpt, tmp_path_factory):
   shutil.copytree(e2e.out, copy)
   before = {n: os.path.getmtime(os.path.join(copy, n))
             for n in os.listdir(copy)}
+  # The e2e run's config edited in place: the same file name, recorded as
+  # such in a copy of the run, holds another model.
+  edited = str(work / "edited")
+  shutil.copytree(e2e.out, edited)
+  edited_config = str(work / "config.json")
+  with open(TINY_CONFIG) as f:
+    config = json.load(f)
+  with open(edited_config, "w") as f:
+    json.dump(dict(config, hidden_dropout_prob=0.25), f)
+  with open(os.path.join(edited, "run_config.json")) as f:
+    recorded = json.load(f)
+  recorded["settings"]["albert_config_file"] = edited_config
+  with open(os.path.join(edited, "run_config.json"), "w") as f:
+    json.dump(recorded, f)
+  same_run = [
+      "--data_dir=" + e2e.data, "--spm_model_file=" + spm_model,
+      "--init_checkpoint=" + encoder_ckpt, "--do_train", "--do_eval",
+      "--do_predict", "--max_seq_length=%d" % MAX_SEQ,
+      "--train_batch_size=16", "--eval_batch_size=16",
+      "--predict_batch_size=8", "--train_step=200", "--warmup_step=10",
+      "--save_checkpoints_steps=100"]
   args = {
       "missing_tab": [
           "--data_dir=" + data, "--albert_config_file=" + TINY_CONFIG,
           "--spm_model_file=" + spm_model,
           "--output_dir=%s" % (work / "out"), "--do_train", "--do_eval",
           "--do_predict", "--max_seq_length=32"],
-      "mismatched": [
-          "--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
-          "--spm_model_file=" + spm_model,
-          "--init_checkpoint=" + encoder_ckpt, "--output_dir=" + copy,
-          "--do_train", "--do_eval", "--do_predict",
-          "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
-          "--eval_batch_size=16", "--predict_batch_size=8",
-          "--train_step=200", "--warmup_step=10",
-          "--save_checkpoints_steps=100", "--learning_rate=2e-3"],
+      "mismatched": same_run + [
+          "--albert_config_file=" + TINY_CONFIG, "--output_dir=" + copy,
+          "--learning_rate=2e-3"],
+      "edited_config": same_run + [
+          "--albert_config_file=" + edited_config, "--output_dir=" + edited,
+          "--learning_rate=1e-3"],
   }
   procs = {name: subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "run_ner.py")] + a, cwd=ROOT,
@@ -680,6 +698,14 @@ def test_mismatched_settings_stop_before_writing(refused_runs):
   assert "Traceback" not in proc.stderr
   after = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
   assert after == refused_runs.before
+
+
+def test_a_config_edited_in_place_does_not_resume_the_run(refused_runs):
+  proc = refused_runs.edited_config
+  assert proc.returncode == 1
+  assert ("holds a run with other settings (albert_config.hidden_dropout_prob"
+          ": 0 there, 0.25 now)") in proc.stderr
+  assert "Traceback" not in proc.stderr
 
 
 def _fake_ckpt(prefix):
