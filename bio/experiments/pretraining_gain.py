@@ -27,7 +27,8 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
                every dataset and seed finished in the directory, earlier
                invocations' included.
 
-Outputs in --output_dir: corpus/, vocab/, albert_config.json, records/,
+Outputs in --output_dir: corpus/, vocab/, albert_config.json (and
+albert_config_ner.json, fine-tuning's, with --ner_dropout > 0), records/,
 pretrain/, ner/<dataset>/<arm>/seed-<N>/ (run_ner.py run directories),
 experiment.json (the settings; a re-run with other settings is refused),
 results.md, results.json, dev_f1.png, logs/. The directory is locked while
@@ -77,6 +78,9 @@ SMALL_CONFIG = {
 # sequence 128, no other load), for the estimate printed before a run; the
 # fine-tuning stage re-estimates from the runs it has timed.
 _PRETRAIN_STEP_S = 0.6
+# Per vocabulary piece and masked position of a batch-32 step (2 layers,
+# sequence 64: 7.7 steps/s with 2,000 pieces, 4.2-4.9 with 16,000).
+_MLM_OUTPUT_S = 7e-7
 _NER_STEP_S = 0.3
 _NER_EVAL_S = 8.0
 
@@ -103,11 +107,20 @@ class Recipe(object):
   # At lr 1e-3 a warm-up of 50-100 steps left both arms at the all-O prior
   # (dev F1 0); 320 (run_ner's default) trains (README, section 9).
   ner_warmup_steps: int = 320
+  # Hidden and attention dropout while fine-tuning (pretraining has none:
+  # its short runs underfit). 0.1 took a 16,000-vocabulary model from 51.4
+  # to 57.7 dev F1 (README, section 9, "Towards the moonshot").
+  ner_dropout: float = 0.0
   precision: str = "fp32"
 
   def config(self):
     """The model's albert_config (without vocab_size)."""
     return dict(SMALL_CONFIG, num_hidden_layers=self.num_hidden_layers)
+
+  def ner_config(self):
+    """The albert_config fine-tuning uses (without vocab_size)."""
+    return dict(self.config(), hidden_dropout_prob=self.ner_dropout,
+                attention_probs_dropout_prob=self.ner_dropout)
 
   def ner_warmup(self):
     """The warm-up a run gets: never longer than the run."""
@@ -164,6 +177,14 @@ class Layout(object):
   @property
   def config_file(self):
     return self.join("albert_config.json")
+
+  def ner_config_file(self, recipe):
+    """Fine-tuning's albert_config: the pretraining one, unless the recipe
+    fine-tunes with dropout (run_ner.py records the file's name, so runs
+    without dropout keep the settings older versions gave them)."""
+    if recipe.ner_config() == recipe.config():
+      return self.config_file
+    return self.join("albert_config_ner.json")
 
   @property
   def records(self):
@@ -234,6 +255,7 @@ def _backfill(found):
   recipe = found.get("recipe", {})
   recipe.setdefault("num_hidden_layers", SMALL_CONFIG["num_hidden_layers"])
   recipe.setdefault("ner_max_seq_length", recipe.get("max_seq_length"))
+  recipe.setdefault("ner_dropout", 0.0)
   return found
 
 
@@ -258,8 +280,9 @@ def estimate_seconds(opts, words=3.5e6, layout=None):
   estimate = {
       "corpus": 30.0, "vocab": 60.0,
       "records": 1.5e-5 * words * r.dupe_factor * r.max_seq_length / 128,
-      "pretrain": r.pretrain_steps * _PRETRAIN_STEP_S * depth * (
-          r.pretrain_batch_size / 32.0) * (r.max_seq_length / 128.0),
+      "pretrain": r.pretrain_steps * r.pretrain_batch_size / 32.0 * (
+          _PRETRAIN_STEP_S * depth * r.max_seq_length / 128.0
+          + _MLM_OUTPUT_S * r.vocab_size * r.max_predictions_per_seq),
       "fine-tune": len(runs) * (
           (r.ner_steps * _NER_STEP_S * r.ner_batch_size / 32.0
            + evals * _NER_EVAL_S) * depth + 10),
@@ -343,7 +366,7 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
   r = opts.recipe
   argv = [
       sys.executable, "run_ner.py", "--dataset=" + dataset,
-      "--albert_config_file=" + layout.config_file,
+      "--albert_config_file=" + layout.ner_config_file(r),
       "--spm_model_file=" + spm_prefix + ".model",
       "--output_dir=" + layout.ner(dataset, arm, seed),
       "--do_train", "--do_eval", "--do_predict",
@@ -364,6 +387,9 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
 
 
 def fine_tune_all(stages, opts, layout, spm_prefix, checkpoint):
+  r = opts.recipe
+  file_utils.atomic_write_json(layout.ner_config_file(r),
+                               dict(r.ner_config(), vocab_size=r.vocab_size))
   runs = [(d, s, a) for d in opts.datasets for s in opts.seed_list(d)
           for a in ARMS]
   timed = []  # wall seconds of the runs made now
@@ -480,13 +506,13 @@ def markdown(opts, summary, corpus_check):
       "", "Recipe: small ALBERT (embedding %d, hidden %d, %d shared layers), "
       "vocabulary %d; pretraining %d LAMB steps of batch %d at lr %g, "
       "sequence %d; fine-tuning %d steps of batch %d at lr %g, sequence %d, "
-      "after %d warm-up steps (both arms), dev scored every %d steps, "
-      "precision %s." % (
+      "dropout %g, after %d warm-up steps (both arms), dev scored every %d "
+      "steps, precision %s." % (
           SMALL_CONFIG["embedding_size"], SMALL_CONFIG["hidden_size"],
           r.num_hidden_layers, r.vocab_size, r.pretrain_steps,
           r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
-          r.ner_max_seq_length,
+          r.ner_max_seq_length, r.ner_dropout,
           r.ner_warmup(), r.ner_eval_every, r.precision),
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "
