@@ -467,11 +467,13 @@ def _copy_slice(src, dst, edit=None):
 
 @pytest.fixture(scope="module")
 def refused_runs(e2e, ncbi_slice, spm_model, encoder_ckpt, tmp_path_factory):
-  """Two run_ner.py runs that must stop before writing, started at once
+  """Three run_ner.py runs that must stop before writing, started at once
   (each is mostly an interpreter and TensorFlow start-up): `missing_tab`
-  (line 5 of train.tsv has no tab) and `mismatched` (a copy of the e2e
-  output dir, run again with another learning rate)."""
+  (line 5 of train.tsv has no tab), `mismatched` (a copy of the e2e output
+  dir, run again with another learning rate) and `edited_config` (another
+  copy, its config file edited in place)."""
   import shutil  # pylint: disable=g-import-not-at-top
+  from bio.ner import run_dir  # pylint: disable=g-import-not-at-top
   work = tmp_path_factory.mktemp("refused")
   data = str(work / "data")
 
@@ -493,11 +495,9 @@ def refused_runs(e2e, ncbi_slice, spm_model, encoder_ckpt, tmp_path_factory):
     config = json.load(f)
   with open(edited_config, "w") as f:
     json.dump(dict(config, hidden_dropout_prob=0.25), f)
-  with open(os.path.join(edited, "run_config.json")) as f:
-    recorded = json.load(f)
-  recorded["settings"]["albert_config_file"] = edited_config
-  with open(os.path.join(edited, "run_config.json"), "w") as f:
-    json.dump(recorded, f)
+  recorded = run_dir.read_run_config(edited)
+  recorded[run_dir.SETTINGS_KEY]["albert_config_file"] = edited_config
+  run_dir.write_run_config(edited, recorded)
   same_run = [
       "--data_dir=" + e2e.data, "--spm_model_file=" + spm_model,
       "--init_checkpoint=" + encoder_ckpt, "--do_train", "--do_eval",
