@@ -55,6 +55,7 @@ from bio import paths
 from bio.experiments import corpus as corpus_lib
 from bio.experiments import stages as stages_lib
 from bio.ner import datasets
+from bio.ner import decoding
 
 ARMS = ("scratch", "pretrained")
 RESULTS_MD = "results.md"
@@ -111,6 +112,9 @@ class Recipe(object):
   # SMALL_CONFIG's none). 0.1 took a 16,000-piece model from 52.1 to 57.7
   # dev F1 at 2,000 steps (README, section 9, "Towards the moonshot").
   ner_dropout: float = 0.0
+  # run_ner.py's --decode (bio.ner.decoding): viterbi took a checkpoint
+  # from 58.8 to 63.0 test F1 (README, section 9, "Towards the moonshot").
+  ner_decode: str = "argmax"
   precision: str = "fp32"
 
   def config(self):
@@ -228,6 +232,9 @@ class ExperimentError(Exception):
 def check_settings(opts):
   """Records the settings, or refuses a directory made with others; refuses
   to evaluate a dataset whose devel/test text the corpus may hold."""
+  if opts.recipe.ner_decode not in decoding.DECODERS:
+    raise ExperimentError("--ner_decode must be one of %s, got %r" % (
+        "|".join(decoding.DECODERS), opts.recipe.ner_decode))
   leaky = [d for d in opts.datasets if d not in opts.excluded()]
   if leaky:
     raise ExperimentError(
@@ -256,6 +263,7 @@ def _backfill(found):
   recipe.setdefault("num_hidden_layers", SMALL_CONFIG["num_hidden_layers"])
   recipe.setdefault("ner_max_seq_length", recipe.get("max_seq_length"))
   recipe.setdefault("ner_dropout", 0.0)
+  recipe.setdefault("ner_decode", "argmax")
   return found
 
 
@@ -378,7 +386,8 @@ def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
       "--warmup_step=%d" % r.ner_warmup(),
       "--save_checkpoints_steps=%d" % r.ner_eval_every,
       "--keep_checkpoint_max=2", "--iterations_per_loop=100",
-      "--seed=%d" % seed, "--precision=" + r.precision]
+      "--seed=%d" % seed, "--precision=" + r.precision,
+      "--decode=" + r.ner_decode]
   if opts.data_dir:
     argv.append("--data_dir=" + opts.data_dir)
   if arm == "pretrained":
@@ -507,13 +516,13 @@ def markdown(opts, summary, corpus_check):
       "vocabulary %d; pretraining %d LAMB steps of batch %d at lr %g, "
       "sequence %d; fine-tuning %d steps of batch %d at lr %g, sequence %d, "
       "dropout %g, after %d warm-up steps (both arms), dev scored every %d "
-      "steps, precision %s." % (
+      "steps, labels decoded by %s, precision %s." % (
           SMALL_CONFIG["embedding_size"], SMALL_CONFIG["hidden_size"],
           r.num_hidden_layers, r.vocab_size, r.pretrain_steps,
           r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
           r.ner_max_seq_length, r.ner_dropout,
-          r.ner_warmup(), r.ner_eval_every, r.precision),
+          r.ner_warmup(), r.ner_eval_every, r.ner_decode, r.precision),
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "
       "evaluated devel/test sentence." % corpus_check["total"],

@@ -361,25 +361,24 @@ def in_memory_input_fn_builder(features, is_training, drop_remainder):
   return input_fn
 
 
-def assemble_predictions(features, predicted_ids, sentence_lengths,
-                         id_to_label):
-  """Word-level predicted labels per sentence, in the original order.
+def assemble_word_values(features, per_position, sentence_lengths):
+  """Per sentence, the value each word got at its labelled position.
 
   Args:
     features: the real (not padding) features, as produced for the sentences.
-    predicted_ids: per feature, a sequence of predicted label ids per position.
+    per_position: per feature, a sequence of values per position (label ids,
+      or rows of label probabilities).
     sentence_lengths: number of words of each sentence.
-    id_to_label: list mapping label id -> label.
 
   Raises:
-    ValueError: if a word gets no prediction or more than one.
+    ValueError: if a word gets no value or more than one.
   """
-  predicted_ids = list(predicted_ids)
-  if len(predicted_ids) != len(features):
+  per_position = list(per_position)
+  if len(per_position) != len(features):
     raise ValueError("%d features but %d predictions" %
-                     (len(features), len(predicted_ids)))
+                     (len(features), len(per_position)))
   out = [[None] * n for n in sentence_lengths]
-  for feature, ids in zip(features, predicted_ids):
+  for feature, values in zip(features, per_position):
     if not feature.is_real_example:
       continue
     row = out[feature.sentence_index]
@@ -389,10 +388,18 @@ def assemble_predictions(features, predicted_ids, sentence_lengths,
       if row[word_index] is not None:
         raise ValueError("sentence %d word %d predicted twice" %
                          (feature.sentence_index, word_index))
-      row[word_index] = id_to_label[int(ids[slot])]
+      row[word_index] = values[slot]
   for index, row in enumerate(out):
-    if any(label is None for label in row):
-      missing = row.index(None)
+    if any(value is None for value in row):
+      missing = [value is None for value in row].index(True)
       raise ValueError("sentence %d word %d got no prediction" %
                        (index, missing))
   return out
+
+
+def assemble_predictions(features, predicted_ids, sentence_lengths,
+                         id_to_label):
+  """Word-level predicted labels per sentence, in the original order
+  (`assemble_word_values` of label ids, mapped through `id_to_label`)."""
+  rows = assemble_word_values(features, predicted_ids, sentence_lengths)
+  return [[id_to_label[int(i)] for i in row] for row in rows]

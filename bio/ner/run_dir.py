@@ -131,6 +131,12 @@ def read_dev_results(run_dir):
     return json.load(f)
 
 
+def recorded_decode(run_dir):
+  """The decoder (bio.ner.decoding) the run's checkpoint was chosen with:
+  dev_results.json's, "argmax" when it records none (older versions)."""
+  return (read_dev_results(run_dir) or {}).get("decode", "argmax")
+
+
 def differing_settings(run_dir, settings):
   """[(name, recorded, given)] of the settings that differ from those
   recorded in `run_dir` (only names recorded there are compared, so run

@@ -35,6 +35,7 @@ from albert import optimization
 from albert import precision
 from albert import tokenization
 from albert import vocab_record
+from bio.ner import decoding
 from bio.ner import iob
 from bio.ner import features as ner_features
 from bio.ner import metrics as ner_metrics
@@ -79,6 +80,7 @@ class NerOptions:
       iterations_per_loop=200, save_checkpoints_steps=200)
   training: precision.TrainingOptions = precision.TrainingOptions()
   length_bucketing: bool = True
+  decode: str = "argmax"
 
   def length_aware(self):
     """Length-bucketed training and length-sorted, batch-padded dev/test
@@ -148,6 +150,12 @@ def define_flags(flag_values=flags.FLAGS):
       "longest, and pad dev/test batches to their longest window (sorted "
       "by length), instead of padding all to --max_seq_length. Same "
       "examples, loss per label and predictions; ignored on TPU.", **kw)
+  flags.DEFINE_enum(
+      "decode", "argmax", list(decoding.DECODERS),
+      "Word labels from the label probabilities: argmax (each word's most "
+      "probable label, as the paper) or viterbi (the most probable label "
+      "sequence valid in IOB2; bio.ner.decoding). Used for dev selection "
+      "and test predictions; training is the same either way.", **kw)
 
 
 def options_from_flags(flag_values):
@@ -381,6 +389,8 @@ def check_run_dir(opts, inputs, init_checkpoint):
         "%s holds a run with other settings (%s): use another --output_dir, "
         "or --overwrite to start afresh" % (opts.output_dir, "; ".join(
             "%s: %r there, %r now" % d for d in differ)))
+  if opts.do_eval:
+    _check_dev_decode(opts)
   if not opts.do_train:
     # Fail before writing anything when there is nothing to evaluate.
     if opts.do_eval and not _has_fine_tuned(opts.output_dir):
@@ -390,13 +400,27 @@ def check_run_dir(opts, inputs, init_checkpoint):
       _select_without_dev(opts)
 
 
+def _check_dev_decode(opts):
+  """Dev results decoded otherwise must not be mixed with this run's."""
+  payload = run_dir.read_dev_results(opts.output_dir) or {}
+  recorded = run_dir.recorded_decode(opts.output_dir)
+  if payload.get("records") and recorded != opts.decode:
+    raise NerRunError(
+        "the dev results in %s were decoded with --decode=%s, not %s: use "
+        "--decode=%s there, another --output_dir, or --do_predict without "
+        "--do_eval to test the chosen checkpoint with --decode=%s" % (
+            os.path.join(opts.output_dir, run_dir.DEV_RESULTS_FILE), recorded,
+            opts.decode, recorded, opts.decode))
+
+
 # ---------------------------------------------------------------------------
 # Prediction and dev selection
 
 
 def predict_sentences(estimator, features, sentences, input_file, checkpoint,
-                      id_to_label, name, order=None):
-  """Word-level predicted labels of `sentences` with `checkpoint`.
+                      id_to_label, name, order=None, decode="argmax"):
+  """Word-level predicted labels of `sentences` with `checkpoint`, decoded
+  from the label probabilities by `decode` (bio.ner.decoding).
 
   `order` (from `write_padded_tfrecord`): the file holds the features in
   this order, length-sorted, and each batch is padded to its longest one.
@@ -409,9 +433,9 @@ def predict_sentences(estimator, features, sentences, input_file, checkpoint,
   predicted = []
   log_every = 2000
   for i, result in enumerate(estimator.predict(
-      input_fn, predict_keys=["predictions"], checkpoint_path=checkpoint)):
+      input_fn, predict_keys=["probabilities"], checkpoint_path=checkpoint)):
     if i < len(features):
-      predicted.append(result["predictions"])
+      predicted.append(result["probabilities"])
     if (i + 1) % log_every == 0:
       rate = (i + 1) / max(time.time() - started, 1e-9)
       logging.info("%s: %d/%d windows predicted, %.1f windows/s, ETA %s",
@@ -423,8 +447,9 @@ def predict_sentences(estimator, features, sentences, input_file, checkpoint,
                "(%.1f sentences/s)", name, len(sentences), len(features),
                os.path.basename(checkpoint), elapsed,
                len(sentences) / max(elapsed, 1e-9))
-  return ner_features.assemble_predictions(
-      in_file, predicted, [len(s.tokens) for s in sentences], id_to_label)
+  word_probs = ner_features.assemble_word_values(
+      in_file, predicted, [len(s.tokens) for s in sentences])
+  return decoding.decode(word_probs, id_to_label, decode)
 
 
 def write_padded_tfrecord(features, batch_size, max_seq_length, path,
@@ -495,7 +520,8 @@ class DevSelector(object):
     started = time.time()
     predicted = predict_sentences(self.estimator, self.features,
                                   self.sentences, self.input_file, prefix,
-                                  self.label_list, "dev", self.order)
+                                  self.label_list, "dev", self.order,
+                                  self.opts.decode)
     gold = [s.labels for s in self.sentences]
     record = {"step": step, "checkpoint": os.path.basename(prefix)}
     record.update(summarize(ner_metrics.evaluate(gold, predicted)))
@@ -516,7 +542,8 @@ class DevSelector(object):
   def write(self, final=False):
     lines = [
         "# Dev set: %s (%d sentences)" % (self.dev_path, len(self.sentences)),
-        "# Selection: entity-level F1, seqeval conlleval-compatible mode.",
+        "# Selection: entity-level F1, seqeval conlleval-compatible mode; "
+        "labels decoded by %s." % self.opts.decode,
         "%-8s %-22s %9s %9s %9s %10s %10s" % (
             "step", "checkpoint", "P", "R", "F1", "strict_F1", "token_acc"),
     ]
@@ -537,7 +564,8 @@ class DevSelector(object):
             else None)
     file_utils.atomic_write(
         os.path.join(self.opts.output_dir, run_dir.DEV_RESULTS_FILE),
-        json.dumps({"dev_file": self.dev_path, "records": self.records,
+        json.dumps({"dev_file": self.dev_path, "decode": self.opts.decode,
+                    "records": self.records,
                     "chosen": self.best, "best_checkpoint": best,
                     "final": final}, indent=2) + "\n")
 
@@ -627,6 +655,7 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
       "# BioALBERT NER test results",
       "test file: %s" % inputs.paths["test"],
       "checkpoint: %s" % checkpoint,
+      "decode: %s" % opts.decode,
       "sentences: %d, tokens: %d" % (len(sentences), num_tokens),
       "",
       "overall (conlleval-compatible): precision %.4f recall %.4f f1 %.4f" % (
@@ -809,12 +838,14 @@ def _test(opts, inputs, test_features, estimator, checkpoint, summary):
   started = time.time()
   predicted = predict_sentences(estimator, test_features,
                                 inputs.splits["test"], test_file,
-                                checkpoint, inputs.label_list, "test", order)
+                                checkpoint, inputs.label_list, "test", order,
+                                opts.decode)
   elapsed = time.time() - started
   extra = {"predict_seconds": round(elapsed, 1),
            "predict_sentences_per_sec": round(
                len(inputs.splits["test"]) / max(elapsed, 1e-9), 1)}
   extra["step"] = run_dir.checkpoint_step(checkpoint)
+  extra["decode"] = opts.decode
   if "dev" in summary:
     extra["dev_f1"] = summary["dev"]["conlleval_f1"]
   for key in ("train_seconds", "train_steps",

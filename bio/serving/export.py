@@ -9,7 +9,9 @@ Signatures (standard `predict` signature defs, so TensorFlow Serving and
 * `serving_default`: `text` string [B] of raw UTF-8 → `num_entities` int32
   [B]; `starts`, `ends` int32 [B, N] (Unicode code-point offsets, padded with
   -1); `types`, `texts` string [B, N]; `scores` float32 [B, N], the mean
-  probability of the entity's predicted labels. Everything runs in the
+  probability of the entity's predicted labels, decoded by --decode (argmax
+  or IOB2 Viterbi, bio.ner.decoding; by default the decoder run_ner.py chose
+  the checkpoint with). Everything runs in the
   graph: words are split as the BioNER corpora are (bio.text.word_tokenize),
   pre-processed as ALBERT does (NFKD, accents stripped, lower case), cut
   into SentencePiece pieces by tensorflow_text, and windowed exactly like
@@ -49,6 +51,7 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Optional
 
 from absl import app
 from absl import flags
@@ -60,6 +63,7 @@ from albert import export_to_tfhub
 from albert import file_utils
 from albert import modeling
 from albert import vocab_record
+from bio.ner import decoding
 from bio.ner import model as ner_model
 from bio.ner import run_dir
 
@@ -92,16 +96,22 @@ class ServingOptions:
   max_batch_tokens: padded pieces per model call (a call has at least one
     window).
   length_multiple: widths are rounded up to this, to bound distinct shapes.
+  decode: word labels from the probabilities (bio.ner.decoding): "argmax"
+    or "viterbi"; None takes the decoder the run chose its checkpoint with.
   """
   precision: str = "fp32"
   length_aware: bool = True
   max_batch_tokens: int = 4096
   length_multiple: int = 16
+  decode: Optional[str] = None
 
   def __post_init__(self):
     if self.precision not in PRECISIONS:
       raise ExportError("--precision must be one of %s, got %r" %
                         ("|".join(PRECISIONS), self.precision))
+    if self.decode is not None and self.decode not in decoding.DECODERS:
+      raise ExportError("--decode must be one of %s, got %r" %
+                        ("|".join(decoding.DECODERS), self.decode))
     if self.max_batch_tokens < 1 or self.length_multiple < 1:
       raise ExportError("--max_batch_tokens and --length_multiple must be "
                         ">= 1")
@@ -397,6 +407,18 @@ def _probabilities(albert_config, num_labels, features, opts):
                           num_labels, opts)
 
 
+def _word_labels(word_probs, word_text, num_texts, label_list, decode):
+  """Label ids of the words (flat over the batch; word_text: their text)."""
+  if decode != "viterbi":
+    return tf.argmax(word_probs, -1, output_type=tf.int32)
+  ragged = tf.RaggedTensor.from_value_rowids(word_probs, word_text,
+                                             nrows=num_texts)
+  dense = ragged.to_tensor()
+  lengths = tf.cast(ragged.row_lengths(), tf.int32)
+  path = decoding.viterbi_graph(dense, lengths, label_list)
+  return tf.RaggedTensor.from_tensor(path, lengths=lengths).flat_values
+
+
 def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
                      max_seq_length, cls_id, sep_id, unk_id, opts=None):
   """Both signatures in the default graph, sharing one set of variables."""
@@ -415,8 +437,11 @@ def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
   window_probs = _probabilities(albert_config, num_labels, win, opts)
   word_probs = tf.gather_nd(window_probs, tf.stack(
       [win["word_window"], win["word_slot"]], axis=1))
-  word_labels = tf.argmax(word_probs, -1, output_type=tf.int32)
-  entities = decode_entities(word_labels, tf.reduce_max(word_probs, -1),
+  word_labels = _word_labels(word_probs, win["word_text"],
+                             tf.shape(text, out_type=tf.int64)[0], label_list,
+                             opts.decode)
+  entities = decode_entities(word_labels,
+                             tf.gather(word_probs, word_labels, batch_dims=1),
                              win["word_text"], word_starts.flat_values,
                              word_ends.flat_values, text, label_list)
   return {
@@ -484,6 +509,8 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
   export_to_tfhub.check_export_dir(export_dir, overwrite)
   ner = resolve_ner_export(model_dir, albert_config_file, spm_model_file,
                            do_lower_case, max_seq_length, checkpoint)
+  if opts.decode is None:
+    opts = dataclasses.replace(opts, decode=run_dir.recorded_decode(model_dir))
   albert_config = modeling.AlbertConfig.from_json_file(ner.albert_config_file)
   with tf.io.gfile.GFile(ner.spm_model_file, "rb") as f:
     sp_model_bytes = f.read()
@@ -547,12 +574,17 @@ def define_flags():
                        "Padded pieces per model call.")
   flags.DEFINE_integer("length_multiple", ServingOptions.length_multiple,
                        "Window widths are rounded up to a multiple of this.")
+  flags.DEFINE_enum("decode", None, list(decoding.DECODERS),
+                    "Word labels from the probabilities: argmax or viterbi "
+                    "(bio.ner.decoding). Default: the decoder run_ner.py "
+                    "chose the checkpoint with (its --decode).")
 
 
 def main(_):
   try:
     opts = ServingOptions(FLAGS.precision, FLAGS.length_aware,
-                          FLAGS.max_batch_tokens, FLAGS.length_multiple)
+                          FLAGS.max_batch_tokens, FLAGS.length_multiple,
+                          FLAGS.decode)
     export_ner(FLAGS.model_dir, FLAGS.export_dir,
                albert_config_file=FLAGS.albert_config_file,
                spm_model_file=FLAGS.spm_model_file,

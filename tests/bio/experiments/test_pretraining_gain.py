@@ -119,11 +119,12 @@ def test_other_settings_are_refused(tmp_path):
 
 def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   # What an experiment.json held before the depth, the fine-tuning
-  # sequence length and dropout were recipe fields (4 layers, one sequence
-  # length, no dropout).
+  # sequence length, dropout and decoder were recipe fields (4 layers, one
+  # sequence length, no dropout, argmax).
   opts = gain.ExperimentOptions(output_dir=str(tmp_path))
   old = opts.settings()
-  for field in ("num_hidden_layers", "ner_max_seq_length", "ner_dropout"):
+  for field in ("num_hidden_layers", "ner_max_seq_length", "ner_dropout",
+                "ner_decode"):
     del old["recipe"][field]
   assert old["config"] == gain.SMALL_CONFIG
   with open(os.path.join(opts.output_dir, gain.SETTINGS_FILE), "w") as f:
@@ -131,10 +132,19 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   gain.check_settings(opts)
   for change, message in [({"num_hidden_layers": 2}, "num_hidden_layers"),
                           ({"ner_max_seq_length": 64}, "ner_max_seq_length"),
-                          ({"ner_dropout": 0.1}, "ner_dropout")]:
+                          ({"ner_dropout": 0.1}, "ner_dropout"),
+                          ({"ner_decode": "viterbi"}, "ner_decode")]:
     with pytest.raises(gain.ExperimentError, match=message):
       gain.check_settings(dataclasses.replace(
           opts, recipe=gain.Recipe(**change)))
+
+
+def test_unknown_decoder_is_refused(tmp_path):
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path),
+                                recipe=gain.Recipe(ner_decode="beam"))
+  with pytest.raises(gain.ExperimentError, match="--ner_decode must be one"):
+    gain.check_settings(opts)
+  assert not os.listdir(str(tmp_path))
 
 
 def test_estimate_counts_only_what_is_left(tmp_path):
@@ -176,7 +186,7 @@ def _run(out, data, *extra):
        "--vocab_size=120", "--pretrain_steps=2", "--pretrain_batch_size=4",
        "--ner_steps=4", "--ner_eval_every=2", "--ner_batch_size=4",
        "--dupe_factor=1", "--max_seq_length=32", "--ner_max_seq_length=48",
-       "--num_hidden_layers=2", "--ner_dropout=0.1",
+       "--num_hidden_layers=2", "--ner_dropout=0.1", "--ner_decode=viterbi",
        "--max_predictions_per_seq=5", *extra],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
@@ -193,7 +203,9 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
   for arm in gain.ARMS:
     run_dir = os.path.join(out, "ner", "NCBI-disease", arm, "seed-1")
     with open(os.path.join(run_dir, "test_results.json")) as f:
-      assert ncbi[arm]["test"][0] == json.load(f)["conlleval_f1"]
+      test = json.load(f)
+    assert ncbi[arm]["test"][0] == test["conlleval_f1"]
+    assert test["decode"] == "viterbi"
     assert [s for s, _ in ncbi[arm]["runs"]["1"]["curve"]] == [2, 4]
   with open(os.path.join(out, "ner", "NCBI-disease", "pretrained", "seed-1",
                          "run_config.json")) as f:
@@ -212,6 +224,8 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
     assert (model["hidden_dropout_prob"],
             model["attention_probs_dropout_prob"]) == (dropout, dropout)
   assert "albert_config_ner.json" in config
+  with open(os.path.join(out, gain.RESULTS_MD), encoding="utf-8") as f:
+    assert "labels decoded by viterbi" in f.read()
   pretrain_cmd = [line for line in proc.stdout.splitlines()
                   if "run_pretraining.py" in line]
   assert pretrain_cmd and "--max_seq_length=32 " in pretrain_cmd[0]

@@ -467,11 +467,12 @@ def _copy_slice(src, dst, edit=None):
 
 @pytest.fixture(scope="module")
 def refused_runs(e2e, ncbi_slice, spm_model, encoder_ckpt, tmp_path_factory):
-  """Three run_ner.py runs that must stop before writing, started at once
+  """Four run_ner.py runs that must stop before writing, started at once
   (each is mostly an interpreter and TensorFlow start-up): `missing_tab`
   (line 5 of train.tsv has no tab), `mismatched` (a copy of the e2e output
-  dir, run again with another learning rate) and `edited_config` (another
-  copy, its config file edited in place)."""
+  dir, run again with another learning rate), `edited_config` (another
+  copy, its config file edited in place) and `other_decode` (the first
+  copy, evaluated on dev with another --decode than its dev results')."""
   import shutil  # pylint: disable=g-import-not-at-top
   from bio.ner import run_dir  # pylint: disable=g-import-not-at-top
   work = tmp_path_factory.mktemp("refused")
@@ -517,6 +518,10 @@ def refused_runs(e2e, ncbi_slice, spm_model, encoder_ckpt, tmp_path_factory):
       "edited_config": same_run + [
           "--albert_config_file=" + edited_config, "--output_dir=" + edited,
           "--learning_rate=1e-3"],
+      "other_decode": [
+          "--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
+          "--spm_model_file=" + spm_model, "--output_dir=" + copy,
+          "--do_eval", "--max_seq_length=%d" % MAX_SEQ, "--decode=viterbi"],
   }
   procs = {name: subprocess.Popen(
       [sys.executable, os.path.join(ROOT, "run_ner.py")] + a, cwd=ROOT,
@@ -708,6 +713,62 @@ def test_a_config_edited_in_place_does_not_resume_the_run(refused_runs):
   assert "Traceback" not in proc.stderr
 
 
+def test_dev_results_of_another_decoder_are_not_mixed_in(refused_runs):
+  proc, out = refused_runs.other_decode, refused_runs.copy
+  assert proc.returncode == 1
+  assert ("dev_results.json were decoded with --decode=argmax, not viterbi"
+          in proc.stderr)
+  assert "Traceback" not in proc.stderr
+  after = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
+  assert after == refused_runs.before
+
+
+def _valid_iob2(labels):
+  previous = "O"
+  for label in labels:
+    if label.startswith("I-") and previous[2:] != label[2:]:
+      return False
+    previous = label
+  return True
+
+
+def test_test_split_redecoded_with_viterbi(e2e, tmp_path):
+  """--do_predict alone with --decode=viterbi on a copy of the e2e run: the
+  checkpoint dev chose, tagged again; every sentence valid IOB2 and the
+  scores those of seqeval on the written predictions."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "run")
+  shutil.copytree(e2e.out, out)
+  proc = run_ner_cli([
+      "--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
+      "--spm_model_file=" + _recorded(e2e.out, "spm_model_file"),
+      "--output_dir=" + out, "--do_predict", "--max_seq_length=%d" % MAX_SEQ,
+      "--predict_batch_size=8", "--decode=viterbi"])
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(os.path.join(out, "test_results.json")) as f:
+    payload = json.load(f)
+  with open(os.path.join(e2e.out, "test_results.json")) as f:
+    argmax_payload = json.load(f)
+  assert payload["decode"] == "viterbi" and argmax_payload["decode"] == "argmax"
+  assert payload["checkpoint"] == argmax_payload["checkpoint"]
+  rows = read_predictions(os.path.join(out, "test_predictions.txt"))
+  y_true = [[r[1] for r in s] for s in rows]
+  y_pred = [[r[2] for r in s] for s in rows]
+  assert all(_valid_iob2(labels) for labels in y_pred)
+  assert payload["conlleval_f1"] == pytest.approx(
+      seqeval_metrics.f1_score(y_true, y_pred, zero_division=0), abs=1e-12)
+  # On valid IOB2 both of seqeval's modes find the same entities.
+  assert payload["strict_f1"] == pytest.approx(payload["conlleval_f1"],
+                                               abs=1e-12)
+  with open(os.path.join(out, "test_results.txt")) as f:
+    assert "decode: viterbi" in f.read()
+
+
+def _recorded(out, key):
+  with open(os.path.join(out, "run_config.json")) as f:
+    return json.load(f)[key]
+
+
 def _fake_ckpt(prefix):
   for ext in (".index", ".data-00000-of-00001"):
     with open(prefix + ext, "w") as f:
@@ -732,7 +793,8 @@ def test_resume_keeps_earlier_dev_results_and_best(monkeypatch, tmp_path):
   evaluated = []
 
   def fake_predict(estimator, features, sentences, input_file, checkpoint,
-                   id_to_label, name, order=None):
+                   id_to_label, name, order=None, decode="argmax"):
+    assert decode == "argmax"  # the options' default
     evaluated.append(os.path.basename(checkpoint))
     # 2 of 3 predicted entities right, 2 of 4 found: P 2/3, R 1/2, F1 4/7.
     return [["B-X", "O"], ["B-X", "O"], ["O", "O"], ["O", "B-X"]]

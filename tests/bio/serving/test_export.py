@@ -18,6 +18,7 @@ from albert import export_to_tfhub
 from albert import modeling
 from albert import tokenization
 from bio.serving import export
+from bio.ner import decoding
 from bio.ner import iob
 from bio.ner import features as ner_features
 from bio.ner import model as ner_model
@@ -50,8 +51,9 @@ def ner_export(ner_run_dir, tmp_path_factory):
   return export_dir
 
 
-def _python_entities(texts, run_dir, spm_model_file):
-  """Entities by the training-side path: ner_features + the tokens model."""
+def _python_entities(texts, run_dir, spm_model_file, decode="argmax"):
+  """Entities by the training-side path: ner_features + the tokens model,
+  decoded as run_ner.py decodes (bio.ner.decoding)."""
   tokenizer = tokenization.FullTokenizer(None, do_lower_case=True,
                                          spm_model_file=spm_model_file)
   encoder = ner_features.PieceEncoder(tokenizer, do_lower_case=True)
@@ -74,13 +76,12 @@ def _python_entities(texts, run_dir, spm_model_file):
                                                   "model.ckpt-7"))
       p = sess.run(probs, {ids: arrays["input_ids"],
                            mask: arrays["input_mask"]})
-  labels = ner_features.assemble_predictions(
-      features, p.argmax(-1), [len(s) for s in words], LABELS)
-  word_prob = [[None] * len(s) for s in words]
-  for f, row in zip(features, p):
-    for slot, w in enumerate(f.word_ids):
-      if w >= 0:
-        word_prob[f.sentence_index][w] = float(row[slot].max())
+  rows = ner_features.assemble_word_values(features, p,
+                                          [len(s) for s in words])
+  labels = decoding.decode(rows, LABELS, decode)
+  word_prob = [[float(probs[LABELS.index(label)])
+                for probs, label in zip(row, seq)]
+               for row, seq in zip(rows, labels)]
   from seqeval.metrics.sequence_labeling import get_entities
   out = []
   for sentence, seq, probs_of in zip(words, labels, word_prob):
@@ -150,6 +151,36 @@ def test_serving_matches_training_path(served_groups, ner_run_dir,
       assert score == pytest.approx(want_score, abs=1e-5)
     total += len(got)
   assert total > 50  # the random model tags plenty: the check has teeth
+
+
+def _options(export_dir):
+  with open(os.path.join(export_dir, "assets",
+                         export.SERVING_OPTIONS_FILE)) as f:
+    return json.load(f)
+
+
+def test_viterbi_export_matches_training_path(ner_run_dir, ncbi_texts,
+                                              served_groups, tmp_path,
+                                              serve_texts, spm_model_file):
+  export_dir = str(tmp_path / "viterbi")
+  export.export_ner(ner_run_dir, export_dir,
+                    opts=export.ServingOptions(decode="viterbi"))
+  assert _options(export_dir)["decode"] == "viterbi"
+  texts, argmax_served = served_groups["training_path"]
+  served = serve_texts(export_dir, texts)
+  expected = _python_entities(texts, ner_run_dir, spm_model_file, "viterbi")
+  for text, got, want in zip(texts, served["entities"], expected):
+    assert [(s, e, t) for s, e, t, _, _ in got] == \
+        [(s, e, t) for s, e, t, _ in want], text
+    for (_, _, _, score, _), (_, _, _, want_score) in zip(got, want):
+      assert score == pytest.approx(want_score, abs=1e-5)
+  # The random model's argmax breaks IOB2 often: the two decoders differ.
+  assert served["entities"] != argmax_served["entities"]
+
+
+def test_export_decodes_as_the_run_chose(ner_export):
+  # The run has no dev results, so it chose (as before --decode) by argmax.
+  assert _options(ner_export)["decode"] == "argmax"
 
 
 def test_unicode_offsets_slice_exactly(served_groups):

@@ -1,0 +1,142 @@
+"""Word labels from the classifier's per-word label probabilities.
+
+Two decoders (run_ner.py --decode, bio.serving.export --decode):
+
+* `argmax`: each word's most probable label, as BioBERT and the paper
+  decode. Nothing stops an `I-X` after `O` or after another type; seqeval's
+  default (conlleval) mode then reads it as the start of an entity, often a
+  false one.
+* `viterbi`: the label sequence of highest total log probability among the
+  sequences valid in IOB2 (a sentence never starts with `I-X`; `I-X` follows
+  only `B-X` or `I-X`). Nothing is learned, unlike a CRF's transition
+  scores: the constraint is applied to the softmax outputs at prediction
+  time, so training, checkpoints and their variables are unchanged, and a
+  model trained either way can be decoded either way.
+
+On NCBI-disease (2-layer model of README section 9, pretrained 6,000
+steps, fine-tuned 2,000) the same checkpoint scored 58.8 test F1 with
+`argmax` and 63.0 with `viterbi` (dev 57.7 -> 61.8).
+
+`viterbi` here decodes sentence by sentence in NumPy (run_ner.py's
+prediction loop); `viterbi_graph` is its in-graph twin for the SavedModel,
+which has no Python at serving time. Tests hold the two to each other and
+`viterbi` to a brute-force search over all valid sequences.
+"""
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from bio.ner import iob
+
+DECODERS = ("argmax", "viterbi")
+
+# Added to the score of a forbidden transition: far below any sum of log
+# probabilities (floored at _LOG_FLOOR) over a sentence, still finite.
+_FORBIDDEN = -1e9
+_LOG_FLOOR = 1e-30
+
+
+def check_decoder(name):
+  if name not in DECODERS:
+    raise ValueError("decode must be one of %s, got %r" %
+                     ("|".join(DECODERS), name))
+
+
+def iob2_constraints(label_list):
+  """(start_ok [L] bool, allowed [L, L] bool indexed [previous, current]).
+
+  Labels are IOB2, typed (`B-Disease`) or not (`B`); a label list without
+  `I` labels constrains nothing.
+  """
+  parsed = [iob.parse_label(label) for label in label_list]
+  num = len(parsed)
+  start_ok = np.ones(num, dtype=bool)
+  allowed = np.ones((num, num), dtype=bool)
+  for cur, (prefix, etype) in enumerate(parsed):
+    if prefix != "I":
+      continue
+    start_ok[cur] = False
+    for prev, (prev_prefix, prev_type) in enumerate(parsed):
+      allowed[prev, cur] = prev_prefix in ("B", "I") and prev_type == etype
+  return start_ok, allowed
+
+
+def _log(probs):
+  return np.log(np.maximum(np.asarray(probs, dtype=np.float64), _LOG_FLOOR))
+
+
+def viterbi(log_probs, start_ok, allowed):
+  """Label ids [n] of the best valid path through log_probs [n, L]."""
+  log_probs = np.asarray(log_probs, dtype=np.float64)
+  if not len(log_probs):
+    return np.zeros([0], dtype=np.int64)
+  penalty = np.where(allowed, 0.0, _FORBIDDEN)
+  score = np.where(start_ok, log_probs[0], _FORBIDDEN + log_probs[0])
+  back = []
+  for row in log_probs[1:]:
+    candidates = score[:, None] + penalty
+    back.append(candidates.argmax(axis=0))
+    score = candidates.max(axis=0) + row
+  path = [int(score.argmax())]
+  for pointers in reversed(back):
+    path.append(int(pointers[path[-1]]))
+  return np.array(path[::-1], dtype=np.int64)
+
+
+def decode(word_probs, label_list, method="argmax"):
+  """Labels per sentence from each sentence's [words, L] probabilities."""
+  check_decoder(method)
+  if method == "viterbi":
+    start_ok, allowed = iob2_constraints(label_list)
+  out = []
+  for probs in word_probs:
+    probs = np.asarray(probs).reshape([-1, len(label_list)])
+    if method == "argmax":
+      ids = probs.argmax(axis=1)
+    else:
+      ids = viterbi(_log(probs), start_ok, allowed)
+    out.append([label_list[int(i)] for i in ids])
+  return out
+
+
+def viterbi_graph(probs, lengths, label_list):
+  """In-graph `viterbi`: probs [B, W, L] float32, lengths [B] -> [B, W] int32.
+
+  Rows are decoded over their first `lengths` words; later positions get
+  the label of the row's last word (callers drop them).
+  """
+  start_ok, allowed = iob2_constraints(label_list)
+  num_labels = len(label_list)
+  log_probs = tf.math.log(tf.maximum(tf.cast(probs, tf.float32), _LOG_FLOOR))
+  # Two padding positions: the scans then never run over an empty list
+  # (which TensorArray cannot stack), even for a batch without words.
+  log_probs = tf.pad(log_probs, [[0, 0], [0, 2], [0, 0]])
+  penalty = tf.constant(np.where(allowed, 0.0, _FORBIDDEN), tf.float32)
+  start = tf.constant(np.where(start_ok, 0.0, _FORBIDDEN), tf.float32)
+  steps = tf.transpose(log_probs, [1, 0, 2])  # [W + 2, B, L]
+  positions = tf.range(1, tf.shape(steps)[0])
+  identity = tf.range(num_labels)[None, :]
+
+  def forward(carry, elems):
+    score, _ = carry
+    row, position = elems
+    candidates = score[:, :, None] + penalty[None]
+    best = tf.reduce_max(candidates, axis=1) + row
+    pointers = tf.argmax(candidates, axis=1, output_type=tf.int32)
+    live = (position < lengths)[:, None]
+    # Past a row's end the score is carried and each label points to itself.
+    return (tf.where_v2(live, best, score),
+            tf.where_v2(live, pointers, identity + tf.zeros_like(pointers)))
+
+  first = steps[0] + start[None]
+  zero_pointers = tf.zeros_like(first, dtype=tf.int32)
+  scores, pointers = tf.scan(forward, (steps[1:], positions),
+                             initializer=(first, zero_pointers))
+  final = tf.concat([first[None], scores], axis=0)[-1]
+  last = tf.argmax(final, axis=1, output_type=tf.int32)
+
+  def backward(label, step_pointers):
+    return tf.gather(step_pointers, label, batch_dims=1)
+
+  earlier = tf.scan(backward, pointers, initializer=last, reverse=True)
+  path = tf.concat([earlier, last[None]], axis=0)  # [W + 2, B]
+  return tf.transpose(path)[:, :-2]
