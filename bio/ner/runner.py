@@ -12,6 +12,10 @@ The orchestration behind `run_ner.py` (and `bio.ner.run_all`):
    not a candidate.
 3. Predict the test set with the selected checkpoint.
 
+Dev and test words are labelled from the predicted label probabilities by
+--decode (bio.ner.decoding: argmax, or IOB2-constrained Viterbi); the
+decoder is recorded in dev_results.json and test_results.json.
+
 Outputs in output_dir (each written atomically): label_map.json,
 dev_results.txt/.json, best_checkpoint.txt (path of the selected checkpoint
 relative to output_dir), run_config.json (tokenizer, config and window
