@@ -75,19 +75,25 @@ def card_sections(model_dir, config, labels):
           % config.get("max_seq_length", "?"),
           "- labels (%d): %s" % (len(labels), ", ".join(labels))]
   sections = [("Training data", "\n".join(data))]
-  rows = []
+  rows, decoders = [], []
   dev = run_dir.read_dev_results(model_dir) or {}
   if dev.get("chosen"):
     rows.append(_metrics_rows("dev (step %s)" % dev["chosen"].get("step"),
                               dev["chosen"]))
+    decoders.append("%s (dev)" % run_dir.recorded_decode(model_dir))
   test = _read_json(os.path.join(model_dir, TEST_RESULTS_FILE))
   if test:
     rows.append(_metrics_rows("test", test))
+    # Absent before run_ner.py's --decode: argmax was the only decoder.
+    decoders.append("%s (test)" % test.get("decode", "argmax"))
   if rows:
     header = ["| split | " + " | ".join(_METRICS) + " |",
               "| --- |" + " --- |" * len(_METRICS)]
-    sections.append(("Metrics", "Entity-level (seqeval), from the run "
-                     "directory.\n\n" + "\n".join(header + rows)))
+    sections.append(("Metrics", (
+        "Entity-level (seqeval), from the run directory; word labels "
+        "decoded by %s (bio.ner.decoding; Hugging Face's token-"
+        "classification pipeline decodes by argmax).\n\n" %
+        " and ".join(decoders)) + "\n".join(header + rows)))
   return tuple(sections)
 
 

@@ -44,7 +44,7 @@ def ner_run_dir(tmp_path_factory, spm_model_file, random_ner_run):
   with open(os.path.join(run_dir, "test_results.json"), "w") as f:
     json.dump({"conlleval_precision": 0.5, "conlleval_recall": 0.25,
                "conlleval_f1": 0.3333, "strict_f1": 0.3,
-               "token_accuracy": 0.9}, f)
+               "token_accuracy": 0.9, "decode": "viterbi"}, f)
   return run_dir
 
 
@@ -165,6 +165,7 @@ def test_model_card_and_refusals(hf_export, ner_run_dir, tmp_path):
   card = open(os.path.join(hf_export, "README.md")).read()
   assert "AlbertForTokenClassification" in card
   assert "NCBI-disease" in card and "| test | 0.5000 | 0.2500 |" in card
+  assert "decoded by viterbi (test)" in card
   assert "B-Disease" in card and "global step %d" % STEP in card
 
   def start(*args):  # both at once: each is mostly a start-up
