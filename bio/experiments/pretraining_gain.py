@@ -232,9 +232,10 @@ class ExperimentError(Exception):
 def check_settings(opts):
   """Records the settings, or refuses a directory made with others; refuses
   to evaluate a dataset whose devel/test text the corpus may hold."""
-  if opts.recipe.ner_decode not in decoding.DECODERS:
-    raise ExperimentError("--ner_decode must be one of %s, got %r" % (
-        "|".join(decoding.DECODERS), opts.recipe.ner_decode))
+  try:
+    decoding.check_decoder(opts.recipe.ner_decode, "--ner_decode")
+  except ValueError as e:
+    raise ExperimentError(str(e)) from e
   leaky = [d for d in opts.datasets if d not in opts.excluded()]
   if leaky:
     raise ExperimentError(

@@ -35,10 +35,11 @@ _FORBIDDEN = -1e9
 _LOG_FLOOR = 1e-30
 
 
-def check_decoder(name):
+def check_decoder(name, flag="--decode"):
+  """Raises ValueError naming `flag` unless `name` is one of DECODERS."""
   if name not in DECODERS:
-    raise ValueError("decode must be one of %s, got %r" %
-                     ("|".join(DECODERS), name))
+    raise ValueError("%s must be one of %s, got %r" %
+                     (flag, "|".join(DECODERS), name))
 
 
 def iob2_constraints(label_list):
@@ -131,8 +132,7 @@ def viterbi_graph(probs, lengths, label_list):
   zero_pointers = tf.zeros_like(first, dtype=tf.int32)
   scores, pointers = tf.scan(forward, (steps[1:], positions),
                              initializer=(first, zero_pointers))
-  final = tf.concat([first[None], scores], axis=0)[-1]
-  last = tf.argmax(final, axis=1, output_type=tf.int32)
+  last = tf.argmax(scores[-1], axis=1, output_type=tf.int32)
 
   def backward(label, step_pointers):
     return tf.gather(step_pointers, label, batch_dims=1)

@@ -131,10 +131,16 @@ def read_dev_results(run_dir):
     return json.load(f)
 
 
+def results_decode(payload):
+  """The decoder (bio.ner.decoding) a dev_results.json or test_results.json
+  payload was computed with: "argmax" when it records none (written before
+  run_ner.py had --decode)."""
+  return (payload or {}).get("decode", "argmax")
+
+
 def recorded_decode(run_dir):
-  """The decoder (bio.ner.decoding) the run's checkpoint was chosen with:
-  dev_results.json's, "argmax" when it records none (older versions)."""
-  return (read_dev_results(run_dir) or {}).get("decode", "argmax")
+  """The decoder the run's checkpoint was chosen with (dev_results.json)."""
+  return results_decode(read_dev_results(run_dir))
 
 
 def differing_settings(run_dir, settings):

@@ -407,7 +407,7 @@ def check_run_dir(opts, inputs, init_checkpoint):
 def _check_dev_decode(opts):
   """Dev results decoded otherwise must not be mixed with this run's."""
   payload = run_dir.read_dev_results(opts.output_dir) or {}
-  recorded = run_dir.recorded_decode(opts.output_dir)
+  recorded = run_dir.results_decode(payload)
   if payload.get("records") and recorded != opts.decode:
     raise NerRunError(
         "the dev results in %s were decoded with --decode=%s, not %s: use "

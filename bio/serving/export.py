@@ -109,9 +109,11 @@ class ServingOptions:
     if self.precision not in PRECISIONS:
       raise ExportError("--precision must be one of %s, got %r" %
                         ("|".join(PRECISIONS), self.precision))
-    if self.decode is not None and self.decode not in decoding.DECODERS:
-      raise ExportError("--decode must be one of %s, got %r" %
-                        ("|".join(decoding.DECODERS), self.decode))
+    if self.decode is not None:
+      try:
+        decoding.check_decoder(self.decode)
+      except ValueError as e:
+        raise ExportError(str(e)) from e
     if self.max_batch_tokens < 1 or self.length_multiple < 1:
       raise ExportError("--max_batch_tokens and --length_multiple must be "
                         ">= 1")

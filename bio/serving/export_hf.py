@@ -80,12 +80,11 @@ def card_sections(model_dir, config, labels):
   if dev.get("chosen"):
     rows.append(_metrics_rows("dev (step %s)" % dev["chosen"].get("step"),
                               dev["chosen"]))
-    decoders.append("%s (dev)" % run_dir.recorded_decode(model_dir))
+    decoders.append("%s (dev)" % run_dir.results_decode(dev))
   test = _read_json(os.path.join(model_dir, TEST_RESULTS_FILE))
   if test:
     rows.append(_metrics_rows("test", test))
-    # Absent before run_ner.py's --decode: argmax was the only decoder.
-    decoders.append("%s (test)" % test.get("decode", "argmax"))
+    decoders.append("%s (test)" % run_dir.results_decode(test))
   if rows:
     header = ["| split | " + " | ".join(_METRICS) + " |",
               "| --- |" + " --- |" * len(_METRICS)]
