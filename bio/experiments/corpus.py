@@ -15,6 +15,12 @@ Sources (each used when present under the data root, see `bio.paths`):
   pubmed     the PubMed XML sample (pubmed/*.xml.gz, pubmed/updates/*.xml.gz),
              read as `bio.corpus.prepare` reads it.
 
+--task_repeat=N puts the training text of the --evaluate datasets in the
+corpus N times (task-adaptive pretraining, Gururangan et al. 2020, "Don't
+Stop Pretraining"): the copies are dealt to the shards like any document,
+so create_pretraining_data.py masks each differently. Only the IOB training
+splits are repeated (BC4CHEMD's text is the chemdner source, read once).
+
 Leak guard: a sentence is dropped when it shares any window of
 `WINDOW_CHARS` characters (lower-cased, whitespace removed, so tokenization
 does not matter) with a devel or test sentence of a dataset in --evaluate;
@@ -27,7 +33,8 @@ Outputs in --output_dir, each written atomically:
                       (the input of create_pretraining_data.py); documents
                       are shuffled with a fixed seed and dealt to the shards
   corpus_report.json  per source: documents, sentences, words, dropped leaks
-                      and duplicates; the evaluation sets (with the SHA-256
+                      and duplicates, words added by --task_repeat's extra copies
+                      (repeated_words); the evaluation sets (with the SHA-256
                       of their devel/test files) and the settings. Written
                       last: its presence marks a complete corpus, and a
                       re-run with the same settings reuses it, with other
@@ -84,12 +91,20 @@ class CorpusOptions(object):
   num_shards: int = 4
   seed: int = 12345
   data_dir: str = None
+  # Copies of the evaluated datasets' training text (1: once, as the rest).
+  task_repeat: int = 1
 
   def settings(self):
     return {"evaluate": list(self.evaluate), "sources": list(self.sources),
             "sentences_per_document": self.sentences_per_document,
             "num_shards": self.num_shards, "seed": self.seed,
-            "window_chars": WINDOW_CHARS}
+            "window_chars": WINDOW_CHARS, "task_repeat": self.task_repeat}
+
+
+def backfill_settings(settings):
+  """A report's settings written before a setting existed, with the value
+  it had then, so an upgrade reuses an unchanged corpus."""
+  return dict({"task_repeat": 1}, **settings)
 
 
 def normalize(text):
@@ -179,11 +194,14 @@ def chemdner_documents(data_dir):
       yield sentence_splitter.split_lines(lines)
 
 
-def ner_train_documents(data_dir, sentences_per_document):
-  """Training-split words of every registry dataset present."""
+def ner_train_documents(data_dir, sentences_per_document, keep=None):
+  """Training-split words of every registry dataset present (of those for
+  which `keep(name)` is true, when given)."""
   for name in datasets.DATASETS:
     if datasets.get_dataset(name).get("converter"):
       continue  # BC4CHEMD is the CHEMDNER text, read above
+    if keep is not None and not keep(name):
+      continue
     try:
       directory = datasets.resolve_dataset_dir(name, data_dir, convert=False)
     except FileNotFoundError:
@@ -205,12 +223,22 @@ def pubmed_documents(data_dir):
       yield sentence_splitter.split_lines(lines)
 
 
-def _source_documents(source, opts):
+def source_entries(source, opts):
+  """[(source, documents, copies)] of one source: with --task_repeat, the
+  evaluated datasets' training text comes first (so de-duplication keeps
+  its copy) and `task_repeat` times."""
   if source == "chemdner":
-    return chemdner_documents(opts.data_dir)
-  if source == "ner-train":
-    return ner_train_documents(opts.data_dir, opts.sentences_per_document)
-  return pubmed_documents(opts.data_dir)
+    return [(source, chemdner_documents(opts.data_dir), 1)]
+  if source == "pubmed":
+    return [(source, pubmed_documents(opts.data_dir), 1)]
+  spd = opts.sentences_per_document
+  if opts.task_repeat == 1:
+    return [(source, ner_train_documents(opts.data_dir, spd), 1)]
+  task = {datasets.get_dataset(n)["name"] for n in opts.evaluate}
+  return [(source, ner_train_documents(opts.data_dir, spd,
+                                       lambda n: n in task), opts.task_repeat),
+          (source, ner_train_documents(opts.data_dir, spd,
+                                       lambda n: n not in task), 1)]
 
 
 # ---------------------------------------------------------------------------
@@ -219,12 +247,15 @@ def _source_documents(source, opts):
 
 def filter_documents(sources, guard):
   """Drops leaked and repeated sentences; returns (documents, per-source
-  counts). `sources` is [(name, iterable of documents)]."""
+  counts). `sources` is [(name, iterable of documents, copies)]: a kept
+  document goes in `copies` times (counted once, the rest as
+  repeated_words); entries may share a name."""
   seen = set()
   kept_docs, counts = [], {}
-  for name, documents in sources:
-    c = counts[name] = {"documents": 0, "sentences": 0, "words": 0,
-                        "dropped_leaks": 0, "dropped_duplicates": 0}
+  for name, documents, copies in sources:
+    c = counts.setdefault(name, {
+        "documents": 0, "sentences": 0, "words": 0, "dropped_leaks": 0,
+        "dropped_duplicates": 0, "repeated_words": 0})
     for doc in documents:
       kept = []
       for sentence in doc:
@@ -239,10 +270,12 @@ def filter_documents(sources, guard):
           seen.add(key)
           kept.append(sentence)
       if kept:
-        kept_docs.append(kept)
+        kept_docs.extend([kept] * copies)
+        words = sum(len(s.split()) for s in kept)
         c["documents"] += 1
         c["sentences"] += len(kept)
-        c["words"] += sum(len(s.split()) for s in kept)
+        c["words"] += words
+        c["repeated_words"] += words * (copies - 1)
   return kept_docs, counts
 
 
@@ -270,11 +303,12 @@ def build(opts, log=logging.info):
   _check_options(opts)
   report = read_report(opts.output_dir)
   if report is not None:
-    if report["settings"] != opts.settings():
+    found = backfill_settings(report["settings"])
+    if found != opts.settings():
       raise CorpusError(
           "%s holds a corpus built with other settings (%s); use another "
           "output directory" % (opts.output_dir, ", ".join(
-              setting_differences(report["settings"], opts.settings()))))
+              setting_differences(found, opts.settings()))))
     log("corpus already built: %s" % opts.output_dir)
     return report
   os.makedirs(opts.output_dir, exist_ok=True)
@@ -284,12 +318,14 @@ def build(opts, log=logging.info):
   log("leak guard: %d devel/test sentences of %s" % (
       len(texts), ", ".join(described)))
   documents, counts = filter_documents(
-      [(s, _source_documents(s, opts)) for s in opts.sources], guard)
+      [e for s in opts.sources for e in source_entries(s, opts)], guard)
   for source, c in counts.items():
-    log("%-9s %6d documents %7d sentences %9d words; dropped %d leaked, %d "
-        "repeated sentences" % (source, c["documents"], c["sentences"],
-                                c["words"], c["dropped_leaks"],
-                                c["dropped_duplicates"]))
+    log("%-9s %6d documents %7d sentences %9d words%s; dropped %d leaked, "
+        "%d repeated sentences" % (
+            source, c["documents"], c["sentences"], c["words"],
+            " (+%d in task copies)" % c["repeated_words"]
+            if c["repeated_words"] else "", c["dropped_leaks"],
+            c["dropped_duplicates"]))
   if not documents:
     raise CorpusError("no source text found under the data directory "
                       "(sources: %s)" % ", ".join(opts.sources))
@@ -302,7 +338,8 @@ def build(opts, log=logging.info):
             "sources": counts, "shards": names,
             "total": {k: sum(c[k] for c in counts.values())
                       for k in ("documents", "sentences", "words",
-                                "dropped_leaks", "dropped_duplicates")}}
+                                "dropped_leaks", "dropped_duplicates",
+                                "repeated_words")}}
   file_utils.atomic_write_json(os.path.join(opts.output_dir, REPORT_FILE),
                                report)
   return report
@@ -313,9 +350,9 @@ def _check_options(opts):
   if unknown or not opts.sources:
     raise CorpusError("--sources: unknown %s (choose from %s)" % (
         ", ".join(unknown) or "(none given)", ", ".join(SOURCES)))
-  if opts.sentences_per_document < 1 or opts.num_shards < 1:
-    raise CorpusError("--sentences_per_document and --num_shards must be "
-                      "at least 1")
+  if min(opts.sentences_per_document, opts.num_shards, opts.task_repeat) < 1:
+    raise CorpusError("--sentences_per_document, --num_shards and "
+                      "--task_repeat must be at least 1")
 
 
 def _check_no_foreign_shards(output_dir):
@@ -354,6 +391,8 @@ def define_flags():
                        "Document size for the NER training text.")
   flags.DEFINE_integer("num_shards", 4, "Output files.")
   flags.DEFINE_integer("seed", 12345, "Seed of the document shuffle.")
+  flags.DEFINE_integer("task_repeat", 1, "Copies of the --evaluate datasets' "
+                       "training text in the corpus.")
   flags.mark_flag_as_required("output_dir")
 
 
@@ -364,13 +403,16 @@ def main(argv):
       evaluate=tuple(flags.FLAGS.evaluate),
       sources=tuple(flags.FLAGS.sources),
       sentences_per_document=flags.FLAGS.sentences_per_document,
-      num_shards=flags.FLAGS.num_shards, seed=flags.FLAGS.seed)
+      num_shards=flags.FLAGS.num_shards, seed=flags.FLAGS.seed,
+      task_repeat=flags.FLAGS.task_repeat)
   try:
     report = build(opts, log=print)
   except (CorpusError, FileNotFoundError, iob.NerFormatError) as e:
     sys.exit("bio.experiments.corpus: %s" % e)
   print("corpus: %(documents)d documents, %(sentences)d sentences, "
-        "%(words)d words" % report["total"])
+        "%(words)d words" % report["total"] + (
+            " (+%d in task copies)" % report["total"]["repeated_words"]
+            if report["total"]["repeated_words"] else ""))
 
 
 if __name__ == "__main__":

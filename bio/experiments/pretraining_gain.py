@@ -115,6 +115,9 @@ class Recipe(object):
   # run_ner.py's --decode (bio.ner.decoding): viterbi took a checkpoint
   # from 58.8 to 63.0 test F1 (README, section 9, "Towards the moonshot").
   ner_decode: str = "argmax"
+  # Copies of the evaluated datasets' training text in the corpus
+  # (bio.experiments.corpus --task_repeat; 1: once, like the rest).
+  task_repeat: int = 1
   precision: str = "fp32"
 
   def config(self):
@@ -236,6 +239,9 @@ def check_settings(opts):
     decoding.check_decoder(opts.recipe.ner_decode, "--ner_decode")
   except ValueError as e:
     raise ExperimentError(str(e)) from e
+  if opts.recipe.task_repeat < 1:
+    raise ExperimentError("--task_repeat must be at least 1, not %d" %
+                          opts.recipe.task_repeat)
   leaky = [d for d in opts.datasets if d not in opts.excluded()]
   if leaky:
     raise ExperimentError(
@@ -265,6 +271,7 @@ def _backfill(found):
   recipe.setdefault("ner_max_seq_length", recipe.get("max_seq_length"))
   recipe.setdefault("ner_dropout", 0.0)
   recipe.setdefault("ner_decode", "argmax")
+  recipe.setdefault("task_repeat", 1)
   return found
 
 
@@ -310,7 +317,8 @@ def _minutes(seconds):
 def build_corpus(stages, opts, layout):
   copts = corpus_lib.CorpusOptions(
       output_dir=layout.corpus, evaluate=opts.excluded(),
-      sources=tuple(opts.sources), data_dir=opts.data_dir)
+      sources=tuple(opts.sources), data_dir=opts.data_dir,
+      task_repeat=opts.recipe.task_repeat)
   stages.call("Build the pretraining corpus (leak-checked)",
               lambda: corpus_lib.build(copts, log=lambda s: stages.say(
                   "    " + s)),
@@ -526,7 +534,11 @@ def markdown(opts, summary, corpus_check):
           r.ner_warmup(), r.ner_eval_every, r.ner_decode, r.precision),
       "Corpus: %(documents)d documents, %(sentences)d sentences, %(words)d "
       "words; %(dropped_leaks)d sentences dropped for sharing text with an "
-      "evaluated devel/test sentence." % corpus_check["total"],
+      "evaluated devel/test sentence." % corpus_check["total"] + (
+          " The training text of %s is in it %d times (%d words of "
+          "copies)." % (", ".join(opts.excluded()), r.task_repeat,
+                        corpus_check["total"].get("repeated_words", 0))
+          if r.task_repeat > 1 else ""),
       "Leak check after the build: %d of the %d distinct devel/test "
       "sentences of %s appear as a corpus line." % (
           corpus_check["found"], corpus_check["checked"],

@@ -61,7 +61,7 @@ def test_build_keeps_evaluation_text_out(fake_data, tmp_path):
   assert sources["chemdner"]["dropped_leaks"] == 1
   assert sources["ner-train"] == {
       "documents": 1, "sentences": 4, "dropped_leaks": 0,
-      "dropped_duplicates": 20,
+      "dropped_duplicates": 20, "repeated_words": 0,
       "words": sum(len(w.split()) for w, _ in fake.TRAIN)}
   sentences = [l for l in lines if l]
   assert report["total"]["sentences"] == len(sentences)
@@ -114,3 +114,45 @@ def test_command_line_one_line_errors(fake_data, tmp_path):
   assert proc.returncode == 0, proc.stderr
   with open(tmp_path / "c" / corpus.REPORT_FILE, encoding="utf-8") as f:
     assert json.load(f)["shards"] == ["corpus-00000.txt"]
+
+
+def test_task_repeat_copies_only_the_evaluated_training_text(fake_data,
+                                                             tmp_path):
+  other = [("Cystic fibrosis is caused by mutations in CFTR .",
+            "B-Disease I-Disease O O O O O O O")]
+  directory = os.path.join(fake_data, "ner", "BC5CDR-disease")
+  os.makedirs(directory)
+  for split in ("train", "devel", "test"):
+    fake._write_split(os.path.join(directory, split + ".tsv"), other)
+  once = corpus.build(_opts(tmp_path / "once", fake_data))
+  report = corpus.build(_opts(tmp_path / "c", fake_data, task_repeat=3))
+  lines = _lines(tmp_path / "c")
+  for words, _ in fake.TRAIN:
+    assert lines.count(words) == 3
+  assert lines.count(other[0][0]) == 1
+  # Copies never bring back evaluation text.
+  text = _squash("".join(lines))
+  for words, _ in fake.DEV + fake.TEST:
+    assert _squash(words) not in text
+  train_words = sum(len(w.split()) for w, _ in fake.TRAIN)
+  assert report["sources"]["ner-train"]["repeated_words"] == 2 * train_words
+  # The distinct text is counted once, as without copies.
+  for key in ("documents", "sentences", "words", "dropped_leaks"):
+    assert report["total"][key] == once["total"][key]
+  assert report["settings"]["task_repeat"] == 3
+  with pytest.raises(corpus.CorpusError, match="task_repeat: 3 -> 1"):
+    corpus.build(_opts(tmp_path / "c", fake_data))
+  with pytest.raises(corpus.CorpusError, match="--task_repeat must be"):
+    corpus.build(_opts(tmp_path / "z", fake_data, task_repeat=0))
+
+
+def test_report_from_before_task_repeat_is_reused(fake_data, tmp_path):
+  out = tmp_path / "c"
+  corpus.build(_opts(out, fake_data))
+  path = out / corpus.REPORT_FILE
+  report = json.loads(path.read_text())
+  del report["settings"]["task_repeat"]
+  path.write_text(json.dumps(report))
+  assert corpus.build(_opts(out, fake_data)) == report
+  with pytest.raises(corpus.CorpusError, match="task_repeat: 1 -> 2"):
+    corpus.build(_opts(out, fake_data, task_repeat=2))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bio.experiments import pretraining_gain as gain
+from tests.bio.experiments import conftest as fake
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..",
                                     ".."))
@@ -119,12 +120,12 @@ def test_other_settings_are_refused(tmp_path):
 
 def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   # What an experiment.json held before the depth, the fine-tuning
-  # sequence length, dropout and decoder were recipe fields (4 layers, one
-  # sequence length, no dropout, argmax).
+  # sequence length, dropout, decoder and task repeat were recipe fields (4
+  # layers, one sequence length, no dropout, argmax, the task text once).
   opts = gain.ExperimentOptions(output_dir=str(tmp_path))
   old = opts.settings()
   for field in ("num_hidden_layers", "ner_max_seq_length", "ner_dropout",
-                "ner_decode"):
+                "ner_decode", "task_repeat"):
     del old["recipe"][field]
   assert old["config"] == gain.SMALL_CONFIG
   with open(os.path.join(opts.output_dir, gain.SETTINGS_FILE), "w") as f:
@@ -133,16 +134,20 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   for change, message in [({"num_hidden_layers": 2}, "num_hidden_layers"),
                           ({"ner_max_seq_length": 64}, "ner_max_seq_length"),
                           ({"ner_dropout": 0.1}, "ner_dropout"),
-                          ({"ner_decode": "viterbi"}, "ner_decode")]:
+                          ({"ner_decode": "viterbi"}, "ner_decode"),
+                          ({"task_repeat": 4}, "task_repeat")]:
     with pytest.raises(gain.ExperimentError, match=message):
       gain.check_settings(dataclasses.replace(
           opts, recipe=gain.Recipe(**change)))
 
 
-def test_unknown_decoder_is_refused(tmp_path):
+@pytest.mark.parametrize("change,message", [
+    ({"ner_decode": "beam"}, "--ner_decode must be one"),
+    ({"task_repeat": 0}, "--task_repeat must be at least 1, not 0")])
+def test_bad_recipe_values_are_refused(tmp_path, change, message):
   opts = gain.ExperimentOptions(output_dir=str(tmp_path),
-                                recipe=gain.Recipe(ner_decode="beam"))
-  with pytest.raises(gain.ExperimentError, match="--ner_decode must be one"):
+                                recipe=gain.Recipe(**change))
+  with pytest.raises(gain.ExperimentError, match=message):
     gain.check_settings(opts)
   assert not os.listdir(str(tmp_path))
 
@@ -187,7 +192,7 @@ def _run(out, data, *extra):
        "--ner_steps=4", "--ner_eval_every=2", "--ner_batch_size=4",
        "--dupe_factor=1", "--max_seq_length=32", "--ner_max_seq_length=48",
        "--num_hidden_layers=2", "--ner_dropout=0.1", "--ner_decode=viterbi",
-       "--max_predictions_per_seq=5", *extra],
+       "--max_predictions_per_seq=5", "--task_repeat=2", *extra],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
 
@@ -199,6 +204,14 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
   with open(os.path.join(out, gain.RESULTS_JSON), encoding="utf-8") as f:
     results = json.load(f)
   assert results["corpus_check"]["found"] == 0
+  # The evaluated training text is in the corpus twice (--task_repeat=2).
+  lines = []
+  for name in sorted(os.listdir(os.path.join(out, "corpus"))):
+    if name.startswith("corpus-"):
+      with open(os.path.join(out, "corpus", name), encoding="utf-8") as f:
+        lines += f.read().splitlines()
+  for words, _ in fake.TRAIN:
+    assert lines.count(words) == 2
   ncbi = results["results"]["NCBI-disease"]
   for arm in gain.ARMS:
     run_dir = os.path.join(out, "ner", "NCBI-disease", arm, "seed-1")
@@ -225,7 +238,9 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
             model["attention_probs_dropout_prob"]) == (dropout, dropout)
   assert "albert_config_ner.json" in config
   with open(os.path.join(out, gain.RESULTS_MD), encoding="utf-8") as f:
-    assert "labels decoded by viterbi" in f.read()
+    text = f.read()
+  assert "labels decoded by viterbi" in text
+  assert "The training text of NCBI-disease is in it 2 times" in text
   pretrain_cmd = [line for line in proc.stdout.splitlines()
                   if "run_pretraining.py" in line]
   assert pretrain_cmd and "--max_seq_length=32 " in pretrain_cmd[0]
