@@ -9,12 +9,14 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
                splits of the BioNER datasets and the PubMed sample, with
                every devel/test sentence of --exclude_from_corpus (default
                --datasets) kept out (checked again after the build and
-               reported).
+               reported); --task_repeat puts the training text of those
+               datasets in N times.
   2. vocab     a SentencePiece vocabulary of --vocab_size pieces on it.
   3. records   create_pretraining_data.py, per-shard mode.
   4. pretrain  run_pretraining.py: a small ALBERT (`SMALL_CONFIG`,
-               --num_hidden_layers deep) from scratch, LAMB, on sequences
-               of --max_seq_length pieces.
+               --num_hidden_layers deep, --hidden_size and --embedding_size
+               wide) from scratch, LAMB, on sequences of --max_seq_length
+               pieces.
   5. fine-tune run_ner.py on each dataset, for each seed, twice with the
                same budget: from scratch ("scratch") and from the pretrained
                checkpoint ("pretrained"), on --ner_max_seq_length pieces;
@@ -92,6 +94,10 @@ class Recipe(object):
   vocab_size: int = 2000
   # Layers of SMALL_CONFIG (one shared group at any depth).
   num_hidden_layers: int = 4
+  # Width: the feed-forward layer is 4x hidden_size, as in every ALBERT
+  # config; the 4 attention heads stay.
+  hidden_size: int = SMALL_CONFIG["hidden_size"]
+  embedding_size: int = SMALL_CONFIG["embedding_size"]
   # Of the pretraining records; fine-tuning has its own (NCBI-disease: 21%
   # of training sentences are longer than 64 pieces of the 2,000 vocabulary).
   max_seq_length: int = 128
@@ -122,7 +128,10 @@ class Recipe(object):
 
   def config(self):
     """The model's albert_config (without vocab_size)."""
-    return dict(SMALL_CONFIG, num_hidden_layers=self.num_hidden_layers)
+    return dict(SMALL_CONFIG, num_hidden_layers=self.num_hidden_layers,
+                hidden_size=self.hidden_size,
+                intermediate_size=4 * self.hidden_size,
+                embedding_size=self.embedding_size)
 
   def ner_config(self):
     """The albert_config fine-tuning uses (without vocab_size)."""
@@ -272,6 +281,8 @@ def _backfill(found):
   recipe.setdefault("ner_dropout", 0.0)
   recipe.setdefault("ner_decode", "argmax")
   recipe.setdefault("task_repeat", 1)
+  recipe.setdefault("hidden_size", SMALL_CONFIG["hidden_size"])
+  recipe.setdefault("embedding_size", SMALL_CONFIG["embedding_size"])
   return found
 
 
@@ -292,7 +303,10 @@ def estimate_seconds(opts, words=3.5e6, layout=None):
     done["records"] = done["pretrain"] or layout.records_done()
     done["fine-tune"] = not runs
   evals = r.ner_steps // r.ner_eval_every + 1
-  depth = r.num_hidden_layers / float(SMALL_CONFIG["num_hidden_layers"])
+  # Wider is slower, less than in proportion on this CPU (hidden 256: about
+  # half the steps/s of 128).
+  depth = (r.num_hidden_layers / float(SMALL_CONFIG["num_hidden_layers"]) *
+           r.hidden_size / float(SMALL_CONFIG["hidden_size"]))
   estimate = {
       "corpus": 30.0, "vocab": 60.0,
       "records": 1.5e-5 * words * r.dupe_factor * r.max_seq_length / 128,
@@ -526,8 +540,7 @@ def markdown(opts, summary, corpus_check):
       "sequence %d; fine-tuning %d steps of batch %d at lr %g, sequence %d, "
       "dropout %g, after %d warm-up steps (both arms), dev scored every %d "
       "steps, labels decoded by %s, precision %s." % (
-          SMALL_CONFIG["embedding_size"], SMALL_CONFIG["hidden_size"],
-          r.num_hidden_layers, r.vocab_size, r.pretrain_steps,
+          r.embedding_size, r.hidden_size, r.num_hidden_layers, r.vocab_size, r.pretrain_steps,
           r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
           r.ner_max_seq_length, r.ner_dropout,

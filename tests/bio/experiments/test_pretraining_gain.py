@@ -120,12 +120,13 @@ def test_other_settings_are_refused(tmp_path):
 
 def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   # What an experiment.json held before the depth, the fine-tuning
-  # sequence length, dropout, decoder and task repeat were recipe fields (4
-  # layers, one sequence length, no dropout, argmax, the task text once).
+  # sequence length, dropout, decoder, task repeat and width were recipe
+  # fields (4 layers, one sequence length, no dropout, argmax, the task text
+  # once, SMALL_CONFIG's width).
   opts = gain.ExperimentOptions(output_dir=str(tmp_path))
   old = opts.settings()
   for field in ("num_hidden_layers", "ner_max_seq_length", "ner_dropout",
-                "ner_decode", "task_repeat"):
+                "ner_decode", "task_repeat", "hidden_size", "embedding_size"):
     del old["recipe"][field]
   assert old["config"] == gain.SMALL_CONFIG
   with open(os.path.join(opts.output_dir, gain.SETTINGS_FILE), "w") as f:
@@ -135,7 +136,9 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
                           ({"ner_max_seq_length": 64}, "ner_max_seq_length"),
                           ({"ner_dropout": 0.1}, "ner_dropout"),
                           ({"ner_decode": "viterbi"}, "ner_decode"),
-                          ({"task_repeat": 4}, "task_repeat")]:
+                          ({"task_repeat": 4}, "task_repeat"),
+                          ({"hidden_size": 256}, "hidden_size"),
+                          ({"embedding_size": 128}, "embedding_size")]:
     with pytest.raises(gain.ExperimentError, match=message):
       gain.check_settings(dataclasses.replace(
           opts, recipe=gain.Recipe(**change)))
@@ -272,3 +275,13 @@ def test_zero_seeds_is_refused_before_any_work(tmp_path, module):
   assert "--seeds=0" in proc.stderr
   assert "Traceback" not in proc.stderr
   assert not os.path.exists(out)
+
+
+def test_width_sets_the_feed_forward_layer_too():
+  config = gain.Recipe(hidden_size=256, embedding_size=128).config()
+  assert (config["hidden_size"], config["intermediate_size"],
+          config["embedding_size"]) == (256, 1024, 128)
+  assert config["num_attention_heads"] == gain.SMALL_CONFIG[
+      "num_attention_heads"]
+  assert gain.Recipe().config() == dict(gain.SMALL_CONFIG,
+                                        num_hidden_layers=4)
