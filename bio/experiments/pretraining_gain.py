@@ -241,9 +241,9 @@ class ExperimentError(Exception):
 # Settings and estimates
 
 
-def check_settings(opts):
-  """Records the settings, or refuses a directory made with others; refuses
-  to evaluate a dataset whose devel/test text the corpus may hold."""
+def check_recipe(opts):
+  """Refuses bad recipe values and evaluating a dataset whose devel/test
+  text the corpus may hold, before anything is written."""
   try:
     decoding.check_decoder(opts.recipe.ner_decode, "--ner_decode")
   except ValueError as e:
@@ -257,6 +257,13 @@ def check_settings(opts):
         "--datasets: %s is not in --exclude_from_corpus (%s), so its devel/"
         "test text may be in the corpus; list it there, in a new "
         "--output_dir" % (", ".join(leaky), ", ".join(opts.excluded())))
+
+
+def check_settings(opts):
+  """Records the settings, or refuses a directory made with others; refuses
+  bad recipe values and a dataset whose devel/test text the corpus may
+  hold (`check_recipe`)."""
+  check_recipe(opts)
   path = os.path.join(opts.output_dir, SETTINGS_FILE)
   wanted = opts.settings()
   if os.path.isfile(path):
@@ -646,6 +653,7 @@ def prepare_pretrained(stages, opts, layout):
 def run(opts, out=sys.stdout, then=None, job="pretraining_gain"):
   """Runs (or resumes) the experiment; returns the summary. `then(stages,
   layout, summary)` runs afterwards, still under the directory lock."""
+  check_recipe(opts)
   os.makedirs(opts.output_dir, exist_ok=True)
   with file_utils.DirLock(opts.output_dir):
     check_settings(opts)

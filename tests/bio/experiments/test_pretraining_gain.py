@@ -155,6 +155,19 @@ def test_bad_recipe_values_are_refused(tmp_path, change, message):
   assert not os.listdir(str(tmp_path))
 
 
+def test_bad_recipe_leaves_no_output_directory(tmp_path):
+  out = str(tmp_path / "out")
+  proc = subprocess.run(
+      [sys.executable, "-m", "bio.experiments.pretraining_gain",
+       "--output_dir=" + out, "--task_repeat=0"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "pretraining_gain: --task_repeat must be at least 1, not 0")
+  assert not os.path.exists(out)
+
+
 def test_estimate_counts_only_what_is_left(tmp_path):
   opts = gain.ExperimentOptions(output_dir=str(tmp_path), seeds=2)
   layout = gain.Layout(str(tmp_path))
