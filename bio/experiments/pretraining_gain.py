@@ -251,6 +251,13 @@ def check_recipe(opts):
   if opts.recipe.task_repeat < 1:
     raise ExperimentError("--task_repeat must be at least 1, not %d" %
                           opts.recipe.task_repeat)
+  heads = SMALL_CONFIG["num_attention_heads"]
+  r = opts.recipe
+  if r.hidden_size < heads or r.hidden_size % heads or r.embedding_size < 1:
+    raise ExperimentError(
+        "--hidden_size=%d, --embedding_size=%d: hidden_size must be a "
+        "positive multiple of the %d attention heads and embedding_size at "
+        "least 1" % (r.hidden_size, r.embedding_size, heads))
   leaky = [d for d in opts.datasets if d not in opts.excluded()]
   if leaky:
     raise ExperimentError(

@@ -146,7 +146,10 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     ({"ner_decode": "beam"}, "--ner_decode must be one"),
-    ({"task_repeat": 0}, "--task_repeat must be at least 1, not 0")])
+    ({"task_repeat": 0}, "--task_repeat must be at least 1, not 0"),
+    ({"hidden_size": 130}, "--hidden_size=130, --embedding_size=64: "
+                           "hidden_size must be a positive multiple of the 4"),
+    ({"embedding_size": 0}, "embedding_size at least 1")])
 def test_bad_recipe_values_are_refused(tmp_path, change, message):
   opts = gain.ExperimentOptions(output_dir=str(tmp_path),
                                 recipe=gain.Recipe(**change))
