@@ -244,15 +244,15 @@ class ExperimentError(Exception):
 def check_recipe(opts):
   """Refuses bad recipe values and evaluating a dataset whose devel/test
   text the corpus may hold, before anything is written."""
+  r = opts.recipe
   try:
-    decoding.check_decoder(opts.recipe.ner_decode, "--ner_decode")
+    decoding.check_decoder(r.ner_decode, "--ner_decode")
   except ValueError as e:
     raise ExperimentError(str(e)) from e
-  if opts.recipe.task_repeat < 1:
+  if r.task_repeat < 1:
     raise ExperimentError("--task_repeat must be at least 1, not %d" %
-                          opts.recipe.task_repeat)
+                          r.task_repeat)
   heads = SMALL_CONFIG["num_attention_heads"]
-  r = opts.recipe
   if r.hidden_size < heads or r.hidden_size % heads or r.embedding_size < 1:
     raise ExperimentError(
         "--hidden_size=%d, --embedding_size=%d: hidden_size must be a "
@@ -554,7 +554,8 @@ def markdown(opts, summary, corpus_check):
       "sequence %d; fine-tuning %d steps of batch %d at lr %g, sequence %d, "
       "dropout %g, after %d warm-up steps (both arms), dev scored every %d "
       "steps, labels decoded by %s, precision %s." % (
-          r.embedding_size, r.hidden_size, r.num_hidden_layers, r.vocab_size, r.pretrain_steps,
+          r.embedding_size, r.hidden_size, r.num_hidden_layers,
+          r.vocab_size, r.pretrain_steps,
           r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
           r.ner_max_seq_length, r.ner_dropout,
