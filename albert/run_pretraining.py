@@ -24,6 +24,9 @@ checkpoints. A training run holds `file_utils.DirLock(output_dir)`, so a
 second run on the same directory stops. An eval-only run evaluates the
 checkpoints there and waits for new ones only while a training run holds
 that lock (upstream waits forever). Eval results are written atomically.
+`seed` (--seed, not upstream) fixes initialisation, dropout and the order of
+the training data (deterministic interleaving); unset, runs differ as
+upstream's do.
 """
 import dataclasses
 import os
@@ -54,16 +57,19 @@ def model_fn_builder(albert_config, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      use_one_hot_embeddings, optimizer, poly_power,
                      start_warmup_step, init_from_group0=False,
-                     compute_dtype=tf.float32, train_options=None):
+                     compute_dtype=tf.float32, train_options=None, seed=None):
   """Returns `model_fn` closure for TPUEstimator.
 
   `compute_dtype` is the encoder's (bfloat16: mixed precision through
   casts); `train_options` (`optimization.TrainOptions`) the accumulation,
-  loss-scaling and replica settings of the train op.
+  loss-scaling and replica settings of the train op; `seed` (not upstream)
+  the graph-level seed, so that initialisation and dropout repeat.
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
     """The `model_fn` for TPUEstimator."""
+    if seed is not None:
+      tf.set_random_seed(seed)
     logging.info("*** Features ***")
     for name in sorted(features.keys()):
       logging.info("  name = %s, shape = %s", name, features[name].shape)
@@ -320,8 +326,13 @@ def input_fn_builder(input_files,
                      max_predictions_per_seq,
                      is_training,
                      num_cpu_threads=4,
-                     masked_lm_budget=0):
-  """Creates an `input_fn` closure to be passed to TPUEstimator."""
+                     masked_lm_budget=0,
+                     seed=None):
+  """Creates an `input_fn` closure to be passed to TPUEstimator.
+
+  With `seed` (not upstream) the training order repeats: seeded shuffles,
+  deterministic interleaving.
+  """
   input_files = list(input_files)
 
   def input_fn(params):
@@ -331,18 +342,19 @@ def input_fn_builder(input_files,
         max_seq_length, max_predictions_per_seq, masked_lm_budget)
 
     if is_training:
-      # Many files read in parallel and shuffled; nondeterministic
-      # interleaving (upstream's `sloppy`) adds more randomness.
+      # Many files read in parallel and shuffled; unless seeded,
+      # nondeterministic interleaving (upstream's `sloppy`) adds more
+      # randomness.
       d = tf.data.Dataset.from_tensor_slices(tf.constant(input_files))
       d = d.repeat()
-      d = d.shuffle(buffer_size=len(input_files))
+      d = d.shuffle(buffer_size=len(input_files), seed=seed)
       cycle_length = min(num_cpu_threads, len(input_files))
       d = d.interleave(
           tf.data.TFRecordDataset,
           cycle_length=cycle_length,
           num_parallel_calls=cycle_length,
-          deterministic=False)
-      d = d.shuffle(buffer_size=100)
+          deterministic=seed is not None)
+      d = d.shuffle(buffer_size=100, seed=seed)
     else:
       # Eval runs a fixed number of steps, so repeat rather than run out.
       d = tf.data.TFRecordDataset(input_files)
@@ -470,6 +482,7 @@ class PretrainingOptions:
   max_eval_steps: int = 100
   init_from_group0: bool = False
   masked_lm_budget: float = 0
+  seed: Optional[int] = None
   check_input_files: bool = True
   tpu: estimator_utils.TpuOptions = estimator_utils.TpuOptions()
   training: precision.TrainingOptions = precision.TrainingOptions()
@@ -683,7 +696,8 @@ def make_estimator(options, plan, training_plan=None):
       compute_dtype=training_plan.compute_dtype,
       train_options=optimization.TrainOptions(
           gradient_accumulation_steps=micro_batches,
-          loss_scale=training_plan.loss_scale))
+          loss_scale=training_plan.loss_scale),
+      seed=options.seed)
   return estimator_utils.make_estimator(
       model_fn, options.tpu, options.output_dir,
       train_batch_size=options.train_batch_size // micro_batches,
@@ -698,7 +712,8 @@ def _input_fn(options, input_files, is_training):
       max_seq_length=options.max_seq_length,
       max_predictions_per_seq=options.max_predictions_per_seq,
       is_training=is_training,
-      masked_lm_budget=options.masked_lm_budget)
+      masked_lm_budget=options.masked_lm_budget,
+      seed=options.seed)
 
 
 def train(estimator, options, input_files):

@@ -752,6 +752,62 @@ def test_rerun_resumes_from_saved_step(script_runs):
                    log)
 
 
+def _checkpoint_values(directory):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(directory))
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()}
+
+
+def test_seed_repeats_a_run_and_another_seed_does_not(tmp_path,
+                                                      pretraining_records):
+  """Two runs with --seed=7 write equal weights; --seed=8 other ones. With
+  dropout on, so that its masks must repeat too."""
+  with open(TINY_CONFIG) as f:
+    dropout_config = dict(json.load(f), hidden_dropout_prob=0.1,
+                          attention_probs_dropout_prob=0.1)
+  config_file = tmp_path / "dropout.json"
+  config_file.write_text(json.dumps(dropout_config))
+  common = ["--albert_config_file=" + str(config_file),
+            "--input_file=" + pretraining_records,
+            "--max_seq_length=%d" % SEQ_LEN,
+            "--max_predictions_per_seq=%d" % MAX_PRED,
+            "--train_batch_size=8", "--num_warmup_steps=0",
+            "--optimizer=adamw", "--learning_rate=0.01",
+            "--num_train_steps=3", "--iterations_per_loop=10"]
+  procs = {name: _start_script(*common, "--seed=%d" % seed,
+                               "--output_dir=" + str(tmp_path / name))
+           for name, seed in (("a", 7), ("b", 7), ("c", 8))}
+  for name, proc in procs.items():
+    rc, log = _finish(proc)
+    assert rc == 0, log[-5000:]
+  a, b, c = (_checkpoint_values(str(tmp_path / n)) for n in "abc")
+  assert a["global_step"] == 3
+  weights = [n for n in a if n.startswith(("bert/", "cls/"))
+             and "adam" not in n]
+  assert len(weights) > 20
+  for name in weights:
+    assert np.array_equal(a[name], b[name]), name
+  assert not np.array_equal(a["bert/embeddings/word_embeddings"],
+                            c["bert/embeddings/word_embeddings"])
+
+
+def test_seeded_training_input_repeats_its_order(tmp_path):
+  paths = []
+  for i in range(3):
+    paths.append(str(tmp_path / ("part-%d.tfrecord" % i)))
+    _write_synthetic(paths[-1], 10, seed=i)
+
+  def order(seed):
+    with tf.Graph().as_default():
+      dataset = rp.input_fn_builder(paths, SEQ_LEN, MAX_PRED, True,
+                                    seed=seed)({"batch_size": 4})
+      return [b["input_ids"].tolist() for b in _batches(dataset, 12)]
+
+  first = order(5)
+  assert order(5) == first
+  assert order(6) != first
+
+
 def test_init_checkpoint_restores_encoder_and_heads(script_runs):
   log = script_runs["init_log"]
   # Every trainable variable is logged, marked as restored or fresh.

@@ -120,13 +120,14 @@ def test_other_settings_are_refused(tmp_path):
 
 def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   # What an experiment.json held before the depth, the fine-tuning
-  # sequence length, dropout, decoder, task repeat and width were recipe
-  # fields (4 layers, one sequence length, no dropout, argmax, the task text
-  # once, SMALL_CONFIG's width).
+  # sequence length, dropout, decoder, task repeat, width and pretraining
+  # seed were recipe fields (4 layers, one sequence length, no dropout,
+  # argmax, the task text once, SMALL_CONFIG's width, unseeded).
   opts = gain.ExperimentOptions(output_dir=str(tmp_path))
   old = opts.settings()
   for field in ("num_hidden_layers", "ner_max_seq_length", "ner_dropout",
-                "ner_decode", "task_repeat", "hidden_size", "embedding_size"):
+                "ner_decode", "task_repeat", "hidden_size", "embedding_size",
+                "pretrain_seed"):
     del old["recipe"][field]
   assert old["config"] == gain.SMALL_CONFIG
   with open(os.path.join(opts.output_dir, gain.SETTINGS_FILE), "w") as f:
@@ -138,7 +139,8 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
                           ({"ner_decode": "viterbi"}, "ner_decode"),
                           ({"task_repeat": 4}, "task_repeat"),
                           ({"hidden_size": 256}, "hidden_size"),
-                          ({"embedding_size": 128}, "embedding_size")]:
+                          ({"embedding_size": 128}, "embedding_size"),
+                          ({"pretrain_seed": 5}, "pretrain_seed")]:
     with pytest.raises(gain.ExperimentError, match=message):
       gain.check_settings(dataclasses.replace(
           opts, recipe=gain.Recipe(**change)))
@@ -147,6 +149,8 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
 @pytest.mark.parametrize("change,message", [
     ({"ner_decode": "beam"}, "--ner_decode must be one"),
     ({"task_repeat": 0}, "--task_repeat must be at least 1, not 0"),
+    ({"pretrain_seed": -1}, "--pretrain_seed must be 0 .unseeded. or "
+                            "positive, not -1"),
     ({"hidden_size": 130}, "--hidden_size=130, --embedding_size=64: "
                            "hidden_size must be a positive multiple of the 4"),
     ({"embedding_size": 0}, "embedding_size at least 1")])
@@ -211,7 +215,8 @@ def _run(out, data, *extra):
        "--ner_steps=4", "--ner_eval_every=2", "--ner_batch_size=4",
        "--dupe_factor=1", "--max_seq_length=32", "--ner_max_seq_length=48",
        "--num_hidden_layers=2", "--ner_dropout=0.1", "--ner_decode=viterbi",
-       "--max_predictions_per_seq=5", "--task_repeat=2", *extra],
+       "--max_predictions_per_seq=5", "--task_repeat=2", "--pretrain_seed=3",
+       *extra],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
 
@@ -263,6 +268,8 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
   pretrain_cmd = [line for line in proc.stdout.splitlines()
                   if "run_pretraining.py" in line]
   assert pretrain_cmd and "--max_seq_length=32 " in pretrain_cmd[0]
+  assert pretrain_cmd[0].endswith(" --seed=3")
+  assert "sequence 32, seed 3;" in text
   # The warm-up never exceeds the run (320 by default, 4 steps here).
   assert '"warmup_step": 4' in config
   # A re-run redoes nothing; other settings are refused in one line.
