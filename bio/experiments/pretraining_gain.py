@@ -108,8 +108,9 @@ class Recipe(object):
   pretrain_batch_size: int = 32
   pretrain_learning_rate: float = 5e-3
   # run_pretraining.py --seed (initialisation and data order); 0: unseeded,
-  # a different model each run. Two unseeded runs at hidden 256, lr 1e-2
-  # left the loss plateau (~6.8) near step 4,000 and not by step 8,000.
+  # a different model each run. Of three unseeded runs at hidden 256, lr
+  # 1e-2, one left the loss plateau (~6.8) near step 4,000; the others had
+  # not by steps 6,100 and 8,100.
   pretrain_seed: int = 0
   ner_steps: int = 1500
   ner_eval_every: int = 250
@@ -562,8 +563,8 @@ def markdown(opts, summary, corpus_check):
       "", "Recipe: small ALBERT (embedding %d, hidden %d, %d shared layers), "
       "vocabulary %d; pretraining %d LAMB steps of batch %d at lr %g, "
       "sequence %d, %s; fine-tuning %d steps of batch %d at lr %g, "
-      "sequence %d, dropout %g, after %d warm-up steps (both arms), dev scored every %d "
-      "steps, labels decoded by %s, precision %s." % (
+      "sequence %d, dropout %g, after %d warm-up steps (both arms), dev "
+      "scored every %d steps, labels decoded by %s, precision %s." % (
           r.embedding_size, r.hidden_size, r.num_hidden_layers,
           r.vocab_size, r.pretrain_steps,
           r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,

@@ -13,9 +13,9 @@ run_pretraining.py, run_ner.py and create_pretraining_data.py log them) is
 echoed at most once a minute, so a 40-minute pretraining stage is not
 silent:
 
-    [4] Pretrain the small ALBERT (LAMB, 13000 steps)
-        $ python run_pretraining.py ...
-        step 2101/13000: loss 6.8636, 5.379 steps/s, 172.1 examples/s, ETA 0:33:46
+  [4] Pretrain the small ALBERT (LAMB, 13000 steps)
+      $ python run_pretraining.py ...
+      step 2101/13000: loss 6.8636, 5.379 steps/s, 172.1 examples/s, ETA 0:33:46
 """
 import os
 import re
