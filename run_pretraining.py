@@ -94,11 +94,8 @@ flags.DEFINE_float(
     "If >0, the ratio of masked ngrams to unmasked ngrams. Default 0, "
     "for offline masking")
 
-flags.DEFINE_integer(
-    "seed", None,
-    "Not upstream: seed of the initialisation, dropout and training-data "
-    "order, so that a run can be repeated; unset: a different run each "
-    "time, as upstream.")
+common_flags.define_seed_flag(
+    "the initialisation, dropout and training-data order")
 
 flags.DEFINE_bool(
     "check_input_files", True,

@@ -91,6 +91,15 @@ def define_max_seq_length_flag(default, help_text, flag_values=flags.FLAGS):
                        flag_values=flag_values)
 
 
+def define_seed_flag(what, flag_values=flags.FLAGS):
+  """--seed (not upstream), >= 0; `what` names what it seeds."""
+  flags.DEFINE_integer(
+      "seed", None,
+      "Not upstream: seed of %s, so that a run can be repeated; unset: a "
+      "different run each time, as upstream." % what,
+      lower_bound=0, flag_values=flag_values)
+
+
 def define_tpu_flags(iterations_per_loop=1000, save_checkpoints_steps=5000,
                      keep_checkpoint_max=5, flag_values=flags.FLAGS):
   """Upstream's TPU and checkpointing flags with per-script defaults; read

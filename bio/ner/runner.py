@@ -140,10 +140,9 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_integer("warmup_step", 320, "Linear warm-up steps.", **kw)
   flags.DEFINE_enum("optimizer", "adamw", ["adamw", "lamb"], "Optimizer.",
                     **kw)
-  flags.DEFINE_integer(
-      "seed", None,
-      "Seed of the TF graph (classifier initialisation, dropout) and of the "
-      "training-data shuffle; unset: a different run each time.", **kw)
+  common_flags.define_seed_flag(
+      "the TF graph (classifier initialisation, dropout) and of the "
+      "training-data shuffle", **kw)
   common_flags.define_tpu_flags(iterations_per_loop=200,
                                 save_checkpoints_steps=200,
                                 keep_checkpoint_max=5, **kw)

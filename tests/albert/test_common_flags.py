@@ -37,3 +37,19 @@ def test_spm_model_file_flag_alone():
   fv(["prog", "--spm_model_file=x.model"])
   assert fv.spm_model_file == "x.model"
   assert "vocab_file" not in fv
+
+
+def test_seed_flag_unset_by_default_and_never_negative():
+  fv = flags.FlagValues()
+  common_flags.define_seed_flag("the shuffle", flag_values=fv)
+  assert "the shuffle" in fv["seed"].help
+  fv(["prog"])
+  assert fv.seed is None
+  fv(["prog", "--seed=0"])
+  assert fv.seed == 0
+  try:
+    fv(["prog", "--seed=-1"])
+  except flags.IllegalFlagValueError as e:
+    assert "-1" in str(e)
+  else:
+    raise AssertionError("--seed=-1 was accepted")
