@@ -28,6 +28,7 @@ COMMANDS = {
     "bioalbert-beam-tag": "bio.beam.tag",
     "bioalbert-experiment-corpus": "bio.experiments.corpus",
     "bioalbert-pretraining-gain": "bio.experiments.pretraining_gain",
+    "bioalbert-attention": "bio.experiments.attention",
     "bioalbert-demo": "bio.demo",
 }
 
