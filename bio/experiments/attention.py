@@ -3,7 +3,8 @@ collapse, the way small pretraining runs here stall.
 
   python -m bio.experiments.attention --albert_config_file=gain/albert_config.json \
       --init_checkpoint=gain/pretrain --input_file='gain/records/*.tfrecord' \
-      [--max_seq_length=64] [--batches=4] [--batch_size=64]
+      [--max_seq_length=64] [--batches=4] [--batch_size=64] \
+      [--output_file=gain/pretrain/attention.json]
 
 Runs the encoder (no dropout) on the first --batches batches of the
 pretraining records and prints, per encoder application (ALBERT shares one
@@ -23,7 +24,8 @@ position into every token and carries no context. The tool says which heads
 are. A sharp head on the neighbours (a "previous token" head) is healthy:
 the runs here that left the masked-LM loss plateau had one; the runs that
 stayed on it had every head of their first application collapsed (README,
-section 9). Exit 1 with one line for a bad flag or an unreadable
+section 9). --output_file also writes the numbers as JSON (`to_json`),
+atomically. Exit 1 with one line for a bad flag or an unreadable
 checkpoint; nothing is written.
 """
 import dataclasses
@@ -111,8 +113,9 @@ def row_sums(probs, input_mask, special):
 
 
 def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
-                                                       float]:
-  """([application][head] statistics, mean log(row length))."""
+                                                       float, str]:
+  """([application][head] statistics, mean log(row length), the checkpoint
+  prefix read)."""
   try:
     config = modeling.AlbertConfig.from_json_file(opts.albert_config_file)
   except (OSError, ValueError, tf.errors.OpError) as e:
@@ -169,7 +172,32 @@ def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
     raise AttentionError("--input_file %s: no records" % opts.input_file)
   means = sums / rows
   return ([[HeadStats(*map(float, head)) for head in app_means]
-           for app_means in means], log_len / seqs)
+           for app_means in means], log_len / seqs, checkpoint)
+
+
+def collapsed_heads(stats):
+  """[(application, head)] of the collapsed heads."""
+  return [(a, h) for a, heads in enumerate(stats)
+          for h, s in enumerate(heads) if s.collapsed]
+
+
+def verdict(stats):
+  """One line: how many heads collapsed, and which."""
+  collapsed = collapsed_heads(stats)
+  if not collapsed:
+    return "no head collapsed."
+  return "%d of %d heads collapsed (application,head): %s" % (
+      len(collapsed), sum(len(h) for h in stats),
+      " ".join("%d,%d" % c for c in collapsed))
+
+
+def to_json(stats, mean_log_length, checkpoint):
+  return {
+      "checkpoint": checkpoint,
+      "uniform_entropy": mean_log_length,
+      "heads": [[dataclasses.asdict(s) for s in heads] for heads in stats],
+      "collapsed": [list(c) for c in collapsed_heads(stats)],
+      "verdict": verdict(stats)}
 
 
 def report(stats, mean_log_length):
@@ -181,17 +209,10 @@ def report(stats, mean_log_length):
       lines.append("| %d | %d | %.2f | %.2f | %.2f | %.2f | %s |" % (
           a, h, s.entropy, s.self, s.neighbours, s.special,
           "collapsed" if s.collapsed else ""))
-  collapsed = [(a, h) for a, heads in enumerate(stats)
-               for h, s in enumerate(heads) if s.collapsed]
   lines.append("")
   lines.append("uniform rows would have entropy %.2f (mean length %.1f)."
                % (mean_log_length, math.exp(mean_log_length)))
-  if collapsed:
-    lines.append("%d of %d heads collapsed (application, head): %s" % (
-        len(collapsed), sum(len(h) for h in stats),
-        ", ".join("%d,%d" % c for c in collapsed)))
-  else:
-    lines.append("no head collapsed.")
+  lines.append(verdict(stats))
   return "\n".join(lines)
 
 
@@ -204,6 +225,8 @@ def define_flags():
       64, "The records' sequence length.")
   flags.DEFINE_integer("batches", 4, "Batches to read.", lower_bound=1)
   flags.DEFINE_integer("batch_size", 64, "Records per batch.", lower_bound=1)
+  flags.DEFINE_string("output_file", None,
+                      "Also write the numbers here as JSON.")
   for name in ("albert_config_file", "init_checkpoint", "input_file"):
     flags.mark_flag_as_required(name)
 
@@ -217,9 +240,13 @@ def main(argv):
       max_seq_length=f.max_seq_length, batches=f.batches,
       batch_size=f.batch_size)
   try:
-    print(report(*checkpoint_stats(opts)))
+    stats, mean_log_length, checkpoint = checkpoint_stats(opts)
   except AttentionError as e:
     sys.exit("bio.experiments.attention: %s" % e)
+  if f.output_file:
+    file_utils.atomic_write_json(
+        f.output_file, to_json(stats, mean_log_length, checkpoint))
+  print(report(stats, mean_log_length))
 
 
 if __name__ == "__main__":

@@ -16,15 +16,18 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
   4. pretrain  run_pretraining.py: a small ALBERT (`SMALL_CONFIG`,
                --num_hidden_layers deep, --hidden_size and --embedding_size
                wide) from scratch, LAMB, on sequences of --max_seq_length
-               pieces.
+               pieces; then `bio.experiments.attention` checks whether its
+               attention collapsed (pretrain/attention.json; a collapsed
+               run stalled on the masked-LM plateau, README section 9).
   5. fine-tune run_ner.py on each dataset, for each seed, twice with the
                same budget: from scratch ("scratch") and from the pretrained
                checkpoint ("pretrained"), on --ner_max_seq_length pieces;
                every --ner_eval_every steps the checkpoint is scored on
                dev, the best is tested.
   6. report    results.md (mean ± sd over seeds of dev and test entity F1
-               per arm, and the gain), results.json (every run, settings,
-               corpus checks) and dev_f1.png (dev F1 against fine-tuning
+               per arm, and the gain; the pretrained model's masked-LM
+               accuracy and attention verdict), results.json (every run,
+               settings, corpus checks) and dev_f1.png (dev F1 against fine-tuning
                steps, both arms; needs the `plot` extra, matplotlib), of
                every dataset and seed finished in the directory, earlier
                invocations' included.
@@ -218,6 +221,10 @@ class Layout(object):
   @property
   def pretrain_results(self):
     return os.path.join(self.pretrain, "eval_results.txt")
+
+  @property
+  def attention(self):
+    return os.path.join(self.pretrain, "attention.json")
 
   def ner(self, dataset, arm, seed):
     return self.join("ner", dataset, arm, "seed-%d" % seed)
@@ -417,6 +424,21 @@ def pretrain(stages, opts, layout, records, spm_prefix):
   return checkpoint
 
 
+def check_attention(stages, opts, layout, records, checkpoint):
+  """Stage 4b: `bio.experiments.attention` on the pretrained model; says
+  whether its attention collapsed (the way a run stalls on the masked-LM
+  plateau, README section 9)."""
+  stages.run("Check the pretrained model's attention", [
+      sys.executable, "-m", "bio.experiments.attention",
+      "--albert_config_file=" + layout.config_file,
+      "--init_checkpoint=" + checkpoint,
+      "--input_file=" + records[0],
+      "--max_seq_length=%d" % opts.recipe.max_seq_length,
+      "--output_file=" + layout.attention], layout.attention,
+             name="attention")
+  stages.say("    attention: " + _load_json(layout.attention)["verdict"])
+
+
 def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
   """run_ner.py's command line for one run of one arm."""
   r = opts.recipe
@@ -543,7 +565,38 @@ def _pct(mean_and_sd, runs):
   return "%.1f ± %.1f" % (100 * mean_and_sd[0], 100 * mean_and_sd[1])
 
 
-def markdown(opts, summary, corpus_check):
+def pretrained_checks(layout):
+  """The pretrained model's own eval (masked-LM accuracy and loss) and its
+  attention check, as far as they exist."""
+  out = {}
+  if os.path.exists(layout.pretrain_results):
+    with open(layout.pretrain_results, encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(" = ")
+        if key in ("masked_lm_accuracy", "masked_lm_loss"):
+          out[key] = float(value)
+  if os.path.exists(layout.attention):
+    found = _load_json(layout.attention)
+    out["attention"] = found["verdict"]
+    out["collapsed_heads"] = len(found["collapsed"])
+  return out
+
+
+def _pretrained_line(checks):
+  parts = []
+  if "masked_lm_accuracy" in checks and "masked_lm_loss" in checks:
+    parts.append("masked-LM accuracy %.3f, loss %.2f (its eval on 20 "
+                 "batches of the pretraining records)" % (
+                     checks["masked_lm_accuracy"], checks["masked_lm_loss"]))
+  if "attention" in checks:
+    parts.append("attention: " + checks["attention"].rstrip(".") + (
+        "; the run stalled on the masked-LM plateau: try another "
+        "--pretrain_seed or a lower --pretrain_learning_rate (README, "
+        "section 9)" if checks["collapsed_heads"] else ""))
+  return ("Pretrained model: %s." % "; ".join(parts)) if parts else None
+
+
+def markdown(opts, summary, corpus_check, pretrained=None):
   r = opts.recipe
   lines = [
       "# Pretraining gain: entity-level F1 (%), mean ± sd over seeds", "",
@@ -582,7 +635,11 @@ def markdown(opts, summary, corpus_check):
       "Leak check after the build: %d of the %d distinct devel/test "
       "sentences of %s appear as a corpus line." % (
           corpus_check["found"], corpus_check["checked"],
-          ", ".join(opts.excluded())), ""]
+          ", ".join(opts.excluded()))]
+  line = _pretrained_line(pretrained or {})
+  if line:
+    lines.append(line)
+  lines.append("")
   return "\n".join(lines)
 
 
@@ -641,13 +698,15 @@ def plot(summary, path):
 def write_report(opts, layout, stages):
   summary = summarize(opts, layout)
   check = verify_corpus(layout, opts)
-  text = markdown(opts, summary, check)
+  pretrained = pretrained_checks(layout)
+  text = markdown(opts, summary, check, pretrained)
   file_utils.atomic_write(layout.join(RESULTS_MD), text)
   file_utils.atomic_write_json(layout.join(RESULTS_JSON), {
       "settings": opts.settings(),
       "seeds": {d: sorted(arms["scratch"]["runs"])
                 for d, arms in summary.items()},
       "corpus_check": check,
+      "pretrained": pretrained,
       "results": summary})
   plotted = plot(summary, layout.join(PLOT_FILE))
   stages.say("\n" + text)
@@ -667,6 +726,7 @@ def prepare_pretrained(stages, opts, layout):
   spm_prefix = train_vocabulary(stages, opts, layout)
   records = build_records(stages, opts, layout, report, spm_prefix)
   checkpoint = pretrain(stages, opts, layout, records, spm_prefix)
+  check_attention(stages, opts, layout, records, checkpoint)
   return spm_prefix, checkpoint
 
 

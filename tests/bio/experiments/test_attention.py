@@ -1,4 +1,5 @@
 """Tests for bio/experiments/attention.py (the attention-collapse check)."""
+import json
 import os
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def uniform_run(tmp_path_factory):
 
 def test_uniform_attention_has_log_length_entropy(uniform_run):
   d, lengths = uniform_run
-  stats, mean_log_length = attention.checkpoint_stats(
+  stats, mean_log_length, checkpoint = attention.checkpoint_stats(
       attention.AttentionOptions(
           albert_config_file=TINY_CONFIG, init_checkpoint=str(d),
           input_file=str(d / "*.tfrecord"), max_seq_length=SEQ, batches=2,
@@ -139,6 +140,7 @@ def test_uniform_attention_has_log_length_entropy(uniform_run):
           [s.entropy, s.self, s.neighbours, s.special], expected, rtol=1e-5)
       assert not s.collapsed
   assert mean_log_length == pytest.approx(np.mean(np.log(lengths)))
+  assert checkpoint == str(d / "model.ckpt-5")
 
 
 def _cli(*args):
@@ -148,14 +150,29 @@ def _cli(*args):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_cli_prints_the_table(uniform_run):
-  d, _ = uniform_run
+def test_cli_prints_the_table_and_writes_json(uniform_run, tmp_path):
+  d, lengths = uniform_run
+  out = tmp_path / "attention.json"
   proc = _cli("--albert_config_file=" + TINY_CONFIG,
               "--init_checkpoint=" + str(d / "model.ckpt-5"),
               "--input_file=" + str(d / "r.tfrecord"),
-              "--max_seq_length=%d" % SEQ)
+              "--max_seq_length=%d" % SEQ, "--output_file=%s" % out)
   assert proc.returncode == 0, proc.stderr
   assert "| 1 | 1 |" in proc.stdout and "no head collapsed." in proc.stdout
+  written = json.loads(out.read_text())
+  assert written["collapsed"] == [] and len(written["heads"]) == 2
+  assert written["heads"][1][0]["entropy"] == pytest.approx(
+      sum(n * np.log(n) for n in lengths) / sum(lengths), rel=1e-5)
+  assert os.listdir(tmp_path) == ["attention.json"]
+
+
+def test_verdict_names_the_collapsed_heads():
+  sharp = attention.HeadStats(0.0, 0.0, 0.0, 0.0)
+  broad = attention.HeadStats(3.0, 0.1, 0.1, 0.1)
+  stats = [[sharp, broad], [broad, sharp]]
+  assert attention.verdict(stats) == (
+      "2 of 4 heads collapsed (application,head): 0,0 1,1")
+  assert attention.to_json(stats, 1.0, "c")["collapsed"] == [[0, 0], [1, 1]]
 
 
 @pytest.mark.parametrize("flag, message", [

@@ -270,12 +270,24 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
   assert pretrain_cmd and "--max_seq_length=32 " in pretrain_cmd[0]
   assert pretrain_cmd[0].endswith(" --seed=3")
   assert "sequence 32, seed 3;" in text
+  # The pretrained model's own eval and its attention check are reported.
+  with open(os.path.join(out, "pretrain", "eval_results.txt")) as f:
+    evals = dict(line.strip().split(" = ") for line in f if " = " in line)
+  assert results["pretrained"]["masked_lm_accuracy"] == pytest.approx(
+      float(evals["masked_lm_accuracy"]))
+  with open(os.path.join(out, "pretrain", "attention.json")) as f:
+    attention = json.load(f)
+  assert attention["checkpoint"].endswith("pretrain/model.ckpt-2")
+  assert "Pretrained model: masked-LM accuracy %.3f" % float(
+      evals["masked_lm_accuracy"]) in text
+  assert "attention: " + attention["verdict"].rstrip(".") in text
+  assert "    attention: " + attention["verdict"] in proc.stdout
   # The warm-up never exceeds the run (320 by default, 4 steps here).
   assert '"warmup_step": 4' in config
   # A re-run redoes nothing; other settings are refused in one line.
   again = _run(out, fake_data)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert len(re.findall("already done", again.stdout)) == 6
+  assert len(re.findall("already done", again.stdout)) == 7
   assert "Estimated time" in proc.stdout
   assert "Estimated time" not in again.stdout
   refused = _run(out, fake_data, "--ner_learning_rate=0.5")
@@ -308,3 +320,18 @@ def test_width_sets_the_feed_forward_layer_too():
       "num_attention_heads"]
   assert gain.Recipe().config() == dict(gain.SMALL_CONFIG,
                                         num_hidden_layers=4)
+
+
+def test_report_line_of_the_pretrained_model():
+  assert gain._pretrained_line({}) is None
+  line = gain._pretrained_line({
+      "masked_lm_accuracy": 0.29, "masked_lm_loss": 4.64,
+      "attention": "no head collapsed.", "collapsed_heads": 0})
+  assert line == ("Pretrained model: masked-LM accuracy 0.290, loss 4.64 "
+                  "(its eval on 20 batches of the pretraining records); "
+                  "attention: no head collapsed.")
+  stalled = gain._pretrained_line({
+      "attention": "4 of 8 heads collapsed (application,head): 0,0 0,1 0,2 "
+                   "0,3", "collapsed_heads": 4})
+  assert stalled.startswith("Pretrained model: attention: 4 of 8 heads")
+  assert "stalled on the masked-LM plateau" in stalled
