@@ -394,14 +394,17 @@ def expand_input_files(input_file):
 
 
 def check_input_file(path, max_seq_length, max_predictions_per_seq,
-                     masked_lm_budget=0):
-  """Checks that the first record of `path` matches the parsing spec.
+                     masked_lm_budget=0, features=None):
+  """Checks that the first record of `path` matches the parsing spec (only
+  the named `features`, if given).
 
   Upstream fails deep inside the input pipeline, mid-run, when the data was
   made with another --max_seq_length; this names the file and feature.
   """
   spec = name_to_features_spec(max_seq_length, max_predictions_per_seq,
                                masked_lm_budget)
+  if features is not None:
+    spec = {name: spec[name] for name in features}
   try:
     first = next(iter(tf.io.tf_record_iterator(path)), None)
   except tf.errors.OpError as e:

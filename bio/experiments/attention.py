@@ -112,6 +112,25 @@ def row_sums(probs, input_mask, special):
   return sums, int(input_mask.sum())
 
 
+def _check_fits(checkpoint, variables, config_file):
+  """Raises AttentionError naming the first model variable the checkpoint
+  lacks or holds with another shape (TF's restore does not always say)."""
+  held = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
+  for v in variables:
+    name = v.op.name
+    want = v.shape.as_list()
+    if name not in held:
+      problem = "has no %s" % name
+    elif list(held[name]) != want:
+      problem = "holds %s as %s, the config makes it %s" % (
+          name, list(held[name]), want)
+    else:
+      continue
+    raise AttentionError(
+        "--init_checkpoint %s does not fit --albert_config_file %s: it %s"
+        % (checkpoint, config_file, problem))
+
+
 def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
                                                        float, str]:
   """([application][head] statistics, mean log(row length), the checkpoint
@@ -125,8 +144,15 @@ def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
                                              error_cls=AttentionError)
   files = file_utils.expand_globs(opts.input_file, AttentionError,
                                   "--input_file")
+  features = ("input_ids", "input_mask", "segment_ids")
+  for path in files:
+    try:
+      run_pretraining.check_input_file(path, opts.max_seq_length, 1,
+                                       features=features)
+    except run_pretraining.PretrainingInputError as e:
+      raise AttentionError("--input_file: %s" % e)
   spec = run_pretraining.name_to_features_spec(opts.max_seq_length, 1)
-  spec = {k: spec[k] for k in ("input_ids", "input_mask", "segment_ids")}
+  spec = {k: spec[k] for k in features}
   graph = tf.Graph()
   with graph.as_default():
     data = tf.data.TFRecordDataset(files).map(
@@ -141,26 +167,21 @@ def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
     del model
     probs = [op.outputs[0] for op in graph.get_operations()
              if op.type == "Softmax" and op.name.endswith("attention_probs")]
+    _check_fits(checkpoint, tf.global_variables(), opts.albert_config_file)
     saver = tf.train.Saver(tf.global_variables())
     sums, rows, log_len, seqs = None, 0, 0.0, 0
     with tf.Session(graph=graph) as sess:
-      try:
-        saver.restore(sess, checkpoint)
-      except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        raise AttentionError(
-            "--init_checkpoint %s does not fit --albert_config_file %s: %s"
-            % (checkpoint, opts.albert_config_file,
-               str(e).splitlines()[0]))
+      saver.restore(sess, checkpoint)
       while True:
         try:
           values, ids, mask = sess.run(
               [probs, batch["input_ids"], batch["input_mask"]])
         except tf.errors.OutOfRangeError:
           break
-        except tf.errors.InvalidArgumentError as e:
+        except tf.errors.InvalidArgumentError as e:  # a later record
           raise AttentionError(
-              "--input_file: records do not fit --max_seq_length=%d (%s)"
-              % (opts.max_seq_length, str(e).splitlines()[0]))
+              "--input_file: a record does not fit --max_seq_length=%d (%s)"
+              % (opts.max_seq_length, e.message.strip().splitlines()[-1]))
         special = special_mask(ids, mask)
         per_app = [row_sums(p, mask, special) for p in values]
         batch_sums = np.stack([s for s, _ in per_app])

@@ -178,7 +178,8 @@ def test_verdict_names_the_collapsed_heads():
 @pytest.mark.parametrize("flag, message", [
     ("--init_checkpoint={d}/nothing", "no such checkpoint"),
     ("--input_file={d}/none-*.tfrecord", "matches no file"),
-    ("--max_seq_length=32", "do not fit --max_seq_length=32"),
+    ("--max_seq_length=32", "has 16 int64_list values, expected 32 "
+                            "(--max_seq_length=32 must match"),
 ])
 def test_cli_bad_input_is_one_line(uniform_run, flag, message):
   d, _ = uniform_run
@@ -192,4 +193,21 @@ def test_cli_bad_input_is_one_line(uniform_run, flag, message):
   assert proc.returncode == 1
   last = proc.stderr.strip().splitlines()[-1]
   assert last.startswith("bio.experiments.attention: ") and message in last
+  assert "Traceback" not in proc.stderr
+
+
+def test_cli_checkpoint_of_another_model_is_one_line(uniform_run, tmp_path):
+  d, _ = uniform_run
+  with open(TINY_CONFIG) as f:
+    wider = json.load(f)
+  wider.update(hidden_size=64, intermediate_size=128)
+  config = tmp_path / "wider.json"
+  config.write_text(json.dumps(wider))
+  proc = _cli("--albert_config_file=%s" % config,
+              "--init_checkpoint=" + str(d / "model.ckpt-5"),
+              "--input_file=" + str(d / "r.tfrecord"),
+              "--max_seq_length=%d" % SEQ)
+  assert proc.returncode == 1
+  last = proc.stderr.strip().splitlines()[-1]
+  assert "does not fit --albert_config_file" in last, proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
