@@ -327,11 +327,14 @@ def input_fn_builder(input_files,
                      is_training,
                      num_cpu_threads=4,
                      masked_lm_budget=0,
-                     seed=None):
+                     seed=None,
+                     skip_batches=0):
   """Creates an `input_fn` closure to be passed to TPUEstimator.
 
   With `seed` (not upstream) the training order repeats: seeded shuffles,
-  deterministic interleaving.
+  deterministic interleaving. `skip_batches` (training only) drops the
+  first batches of that order, those a resumed run has already read, so
+  the order continues where it stopped instead of starting again.
   """
   input_files = list(input_files)
 
@@ -355,6 +358,9 @@ def input_fn_builder(input_files,
           num_parallel_calls=cycle_length,
           deterministic=seed is not None)
       d = d.shuffle(buffer_size=100, seed=seed)
+      if skip_batches:
+        # Raw records, before parsing: skipping costs a read, not a decode.
+        d = d.skip(skip_batches * batch_size)
     else:
       # Eval runs a fixed number of steps, so repeat rather than run out.
       d = tf.data.TFRecordDataset(input_files)
@@ -709,24 +715,41 @@ def make_estimator(options, plan, training_plan=None):
       strategy=precision.make_strategy(training_plan))
 
 
-def _input_fn(options, input_files, is_training):
+def _input_fn(options, input_files, is_training, skip_batches=0):
   return input_fn_builder(
       input_files=input_files,
       max_seq_length=options.max_seq_length,
       max_predictions_per_seq=options.max_predictions_per_seq,
       is_training=is_training,
       masked_lm_budget=options.masked_lm_budget,
-      seed=options.seed)
+      seed=options.seed,
+      skip_batches=skip_batches)
+
+
+def seeded_skip_batches(options, checkpoint_path):
+  """Input batches a resumed seeded run has already read: the restored
+  step times the micro-batches per step (0 when unseeded, as upstream,
+  whose resumed runs draw a new order anyway, or when starting afresh)."""
+  if options.seed is None or not checkpoint_path:
+    return 0
+  step = int(tf.train.load_variable(checkpoint_path,
+                                    tf.GraphKeys.GLOBAL_STEP))
+  return step * options.training.gradient_accumulation_steps
 
 
 def train(estimator, options, input_files):
   logging.info("***** Running training *****")
   logging.info("  Batch size = %d", options.train_batch_size)
+  skip = seeded_skip_batches(options, estimator.latest_checkpoint())
+  if skip:
+    logging.info("Resuming a seeded run: skipping the %d batches it has "
+                 "read, so its data order continues.", skip)
   # On TPU hooks only run between loops of iterations_per_loop steps.
   throughput = estimator_utils.ThroughputHook(
       options.train_batch_size, options.num_train_steps,
       every_n_steps=min(options.tpu.iterations_per_loop, 100))
-  estimator_utils.train(estimator, _input_fn(options, input_files, True),
+  estimator_utils.train(estimator,
+                        _input_fn(options, input_files, True, skip),
                         options.num_train_steps, hooks=[throughput])
 
 

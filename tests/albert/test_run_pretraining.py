@@ -4,6 +4,7 @@ The script is only ever run in subprocesses: importing it here would define
 its absl flags in the pytest process, where other scripts' tests define the
 same names.
 """
+import dataclasses
 import gzip
 import json
 import math
@@ -22,6 +23,7 @@ import tensorflow.compat.v1 as tf
 from albert import create_pretraining_data as cpd
 from albert import estimator_utils
 from albert import modeling
+from albert import precision
 from albert import run_pretraining as rp
 from albert import tokenization
 from tests.albert import cluster
@@ -806,6 +808,57 @@ def test_seeded_training_input_repeats_its_order(tmp_path):
   first = order(5)
   assert order(5) == first
   assert order(6) != first
+
+
+def test_seeded_order_continues_after_skipped_batches(tmp_path):
+  paths = []
+  for i in range(3):
+    paths.append(str(tmp_path / ("part-%d.tfrecord" % i)))
+    _write_synthetic(paths[-1], 10, seed=i)
+
+  def order(skip, count):
+    with tf.Graph().as_default():
+      dataset = rp.input_fn_builder(paths, SEQ_LEN, MAX_PRED, True, seed=5,
+                                    skip_batches=skip)({"batch_size": 4})
+      return [b["input_ids"].tolist() for b in _batches(dataset, count)]
+
+  assert order(5, 7) == order(0, 12)[5:]
+
+
+def test_seeded_skip_counts_the_restored_step(tmp_path):
+  prefix = str(tmp_path / "model.ckpt-3")
+  with tf.Graph().as_default():
+    step = tf.train.get_or_create_global_step()
+    with tf.Session() as sess:
+      sess.run(tf.assign(step, 3))
+      tf.train.Saver().save(sess, prefix)
+  options = rp.PretrainingOptions(albert_config_file="c", input_file="i",
+                                  output_dir=str(tmp_path), seed=7)
+  assert rp.seeded_skip_batches(options, prefix) == 3
+  assert rp.seeded_skip_batches(options, None) == 0
+  accumulating = dataclasses.replace(
+      options, training=precision.TrainingOptions(
+          gradient_accumulation_steps=2))
+  assert rp.seeded_skip_batches(accumulating, prefix) == 6
+  unseeded = dataclasses.replace(options, seed=None)
+  assert rp.seeded_skip_batches(unseeded, prefix) == 0
+
+
+def test_resumed_seeded_run_skips_what_it_read(tmp_path, pretraining_records):
+  common = ["--albert_config_file=" + TINY_CONFIG,
+            "--input_file=" + pretraining_records,
+            "--max_seq_length=%d" % SEQ_LEN,
+            "--max_predictions_per_seq=%d" % MAX_PRED,
+            "--train_batch_size=8", "--num_warmup_steps=0",
+            "--iterations_per_loop=10", "--seed=7",
+            "--output_dir=" + str(tmp_path / "run")]
+  rc, log = _run_script(*common, "--num_train_steps=2")
+  assert rc == 0, log[-5000:]
+  assert "skipping" not in log
+  rc, log = _run_script(*common, "--num_train_steps=4")
+  assert rc == 0, log[-5000:]
+  assert "Resuming a seeded run: skipping the 2 batches it has read" in log
+  assert _checkpoint_values(str(tmp_path / "run"))["global_step"] == 4
 
 
 def test_init_checkpoint_restores_encoder_and_heads(script_runs):
