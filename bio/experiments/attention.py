@@ -159,12 +159,12 @@ def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
         lambda r: tf.parse_single_example(r, spec))
     batch = tf.data.make_one_shot_iterator(
         data.batch(opts.batch_size).take(opts.batches)).get_next()
-    model = modeling.AlbertModel(
+    # Built for its attention_probs ops; its outputs are not needed.
+    modeling.AlbertModel(
         config, is_training=False,
         input_ids=tf.cast(batch["input_ids"], tf.int32),
         input_mask=tf.cast(batch["input_mask"], tf.int32),
         token_type_ids=tf.cast(batch["segment_ids"], tf.int32))
-    del model
     probs = [op.outputs[0] for op in graph.get_operations()
              if op.type == "Softmax" and op.name.endswith("attention_probs")]
     _check_fits(checkpoint, tf.global_variables(), opts.albert_config_file)
