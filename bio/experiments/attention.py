@@ -1,7 +1,8 @@
 r"""Where a pretraining checkpoint's attention goes: a check for attention
 collapse, the way small pretraining runs here stall.
 
-  python -m bio.experiments.attention --albert_config_file=gain/albert_config.json \
+  python -m bio.experiments.attention \
+      --albert_config_file=gain/albert_config.json \
       --init_checkpoint=gain/pretrain --input_file='gain/records/*.tfrecord' \
       [--max_seq_length=64] [--batches=4] [--batch_size=64] \
       [--output_file=gain/pretrain/attention.json]

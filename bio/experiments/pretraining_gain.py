@@ -27,8 +27,8 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
   6. report    results.md (mean ± sd over seeds of dev and test entity F1
                per arm, and the gain; the pretrained model's masked-LM
                accuracy and attention verdict), results.json (every run,
-               settings, corpus checks) and dev_f1.png (dev F1 against fine-tuning
-               steps, both arms; needs the `plot` extra, matplotlib), of
+               settings, corpus checks) and dev_f1.png (dev F1 against
+               fine-tuning steps, both arms; needs the `plot` extra), of
                every dataset and seed finished in the directory, earlier
                invocations' included.
 
