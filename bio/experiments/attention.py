@@ -40,6 +40,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from albert import common_flags
+from albert import export_to_tfhub
 from albert import file_utils
 from albert import modeling
 from albert import run_pretraining
@@ -113,25 +114,6 @@ def row_sums(probs, input_mask, special):
   return sums, int(input_mask.sum())
 
 
-def _check_fits(checkpoint, variables, config_file):
-  """Raises AttentionError naming the first model variable the checkpoint
-  lacks or holds with another shape (TF's restore does not always say)."""
-  held = tf.train.load_checkpoint(checkpoint).get_variable_to_shape_map()
-  for v in variables:
-    name = v.op.name
-    want = v.shape.as_list()
-    if name not in held:
-      problem = "has no %s" % name
-    elif list(held[name]) != want:
-      problem = "holds %s as %s, the config makes it %s" % (
-          name, list(held[name]), want)
-    else:
-      continue
-    raise AttentionError(
-        "--init_checkpoint %s does not fit --albert_config_file %s: it %s"
-        % (checkpoint, config_file, problem))
-
-
 def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
                                                        float, str]:
   """([application][head] statistics, mean log(row length), the checkpoint
@@ -168,7 +150,12 @@ def checkpoint_stats(opts: AttentionOptions) -> Tuple[List[List[HeadStats]],
         token_type_ids=tf.cast(batch["segment_ids"], tf.int32))
     probs = [op.outputs[0] for op in graph.get_operations()
              if op.type == "Softmax" and op.name.endswith("attention_probs")]
-    _check_fits(checkpoint, tf.global_variables(), opts.albert_config_file)
+    try:
+      export_to_tfhub.check_checkpoint_variables(checkpoint)
+    except ValueError as e:
+      raise AttentionError(
+          "--init_checkpoint %s does not fit --albert_config_file %s: %s"
+          % (checkpoint, opts.albert_config_file, e))
     saver = tf.train.Saver(tf.global_variables())
     sums, rows, log_len, seqs = None, 0, 0.0, 0
     with tf.Session(graph=graph) as sess:
