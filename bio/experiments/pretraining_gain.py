@@ -66,6 +66,8 @@ ARMS = ("scratch", "pretrained")
 RESULTS_MD = "results.md"
 RESULTS_JSON = "results.json"
 PLOT_FILE = "dev_f1.png"
+# Batches the pretraining stage's own eval reads (results.md says so).
+PRETRAIN_EVAL_BATCHES = 20
 SETTINGS_FILE = "experiment.json"
 
 # A small ALBERT: factorized embeddings and one shared layer group, as the
@@ -417,7 +419,8 @@ def pretrain(stages, opts, layout, records, spm_prefix):
       "--num_train_steps=%d" % r.pretrain_steps,
       "--num_warmup_steps=%d" % (r.pretrain_steps // 10),
       "--save_checkpoints_steps=%d" % min(1000, r.pretrain_steps),
-      "--iterations_per_loop=100", "--max_eval_steps=20",
+      "--iterations_per_loop=100",
+      "--max_eval_steps=%d" % PRETRAIN_EVAL_BATCHES,
       "--precision=" + r.precision] + (
           ["--seed=%d" % r.pretrain_seed] if r.pretrain_seed else []),
       results, name="pretrain")
@@ -585,9 +588,10 @@ def pretrained_checks(layout):
 def _pretrained_line(checks):
   parts = []
   if "masked_lm_accuracy" in checks and "masked_lm_loss" in checks:
-    parts.append("masked-LM accuracy %.3f, loss %.2f (its eval on 20 "
+    parts.append("masked-LM accuracy %.3f, loss %.2f (its eval on %d "
                  "batches of the pretraining records)" % (
-                     checks["masked_lm_accuracy"], checks["masked_lm_loss"]))
+                     checks["masked_lm_accuracy"], checks["masked_lm_loss"],
+                     PRETRAIN_EVAL_BATCHES))
   if "attention" in checks:
     parts.append("attention: " + checks["attention"].rstrip(".") + (
         "; the run stalled on the masked-LM plateau: try another "
