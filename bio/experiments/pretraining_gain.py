@@ -129,7 +129,8 @@ class Recipe(object):
   # dev F1 at 2,000 steps (README, section 9, "Towards the moonshot").
   ner_dropout: float = 0.0
   # run_ner.py's --decode (bio.ner.decoding): viterbi took a checkpoint
-  # from 58.8 to 63.0 test F1 (README, section 9, "Towards the moonshot").
+  # from 58.8 to 63.0 test F1 (README, section 9, "Towards the moonshot");
+  # crf trains a CRF head as well.
   ner_decode: str = "argmax"
   # Copies of the evaluated datasets' training text in the corpus
   # (bio.experiments.corpus --task_repeat; 1: once, like the rest).

@@ -1,6 +1,6 @@
 """Word labels from the classifier's per-word label probabilities.
 
-Two decoders (run_ner.py --decode, bio.serving.export --decode):
+Three decoders (run_ner.py --decode, bio.serving.export --decode):
 
 * `argmax`: each word's most probable label, as BioBERT and the paper
   decode. Nothing stops an `I-X` after `O` or after another type; seqeval's
@@ -12,6 +12,10 @@ Two decoders (run_ner.py --decode, bio.serving.export --decode):
   scores: the constraint is applied to the softmax outputs at prediction
   time, so training, checkpoints and their variables are unchanged, and a
   model trained either way can be decoded either way.
+* `crf`: as `viterbi`, plus the start, transition and end scores a CRF
+  head learned (bio.ner.crf). Only a model fine-tuned with
+  `run_ner.py --decode=crf` has them; such a model can still be decoded by
+  `argmax` or `viterbi` from its per-word probabilities.
 
 On NCBI-disease (2-layer model of README section 9, pretrained 6,000
 steps, fine-tuned 2,000) the same checkpoint scored 58.8 test F1 with
@@ -27,7 +31,7 @@ import tensorflow.compat.v1 as tf
 
 from bio.ner import iob
 
-DECODERS = ("argmax", "viterbi")
+DECODERS = ("argmax", "viterbi", "crf")
 
 # Added to the score of a forbidden transition: far below any sum of log
 # probabilities (floored at _LOG_FLOOR) over a sentence, still finite.
@@ -65,28 +69,37 @@ def _log(probs):
   return np.log(np.maximum(np.asarray(probs, dtype=np.float64), _LOG_FLOOR))
 
 
-def viterbi(log_probs, start_ok, allowed):
-  """Label ids [n] of the best valid path through log_probs [n, L]."""
+def viterbi(log_probs, start_ok, allowed, crf=None):
+  """Label ids [n] of the best valid path through log_probs [n, L], with a
+  CRF's learned scores (NumPy bio.ner.crf.CrfParams) added when given."""
   log_probs = np.asarray(log_probs, dtype=np.float64)
   if not len(log_probs):
     return np.zeros([0], dtype=np.int64)
   penalty = np.where(allowed, 0.0, _FORBIDDEN)
   score = np.where(start_ok, log_probs[0], _FORBIDDEN + log_probs[0])
+  end = 0.0
+  if crf is not None:
+    penalty = penalty + crf.transitions
+    score = score + crf.start
+    end = crf.end
   back = []
   for row in log_probs[1:]:
     candidates = score[:, None] + penalty
     back.append(candidates.argmax(axis=0))
     score = candidates.max(axis=0) + row
-  path = [int(score.argmax())]
+  path = [int((score + end).argmax())]
   for pointers in reversed(back):
     path.append(int(pointers[path[-1]]))
   return np.array(path[::-1], dtype=np.int64)
 
 
-def decode(word_probs, label_list, method="argmax"):
-  """Labels per sentence from each sentence's [words, L] probabilities."""
+def decode(word_probs, label_list, method="argmax", crf=None):
+  """Labels per sentence from each sentence's [words, L] probabilities;
+  method "crf" needs the CRF's NumPy parameters `crf`."""
   check_decoder(method)
-  if method == "viterbi":
+  if method == "crf" and crf is None:
+    raise ValueError("decode=crf needs the parameters of a CRF head")
+  if method != "argmax":
     start_ok, allowed = iob2_constraints(label_list)
   out = []
   for probs in word_probs:
@@ -94,16 +107,18 @@ def decode(word_probs, label_list, method="argmax"):
     if method == "argmax":
       ids = probs.argmax(axis=1)
     else:
-      ids = viterbi(_log(probs), start_ok, allowed)
+      ids = viterbi(_log(probs), start_ok, allowed,
+                    crf if method == "crf" else None)
     out.append([label_list[int(i)] for i in ids])
   return out
 
 
-def viterbi_graph(probs, lengths, label_list):
+def viterbi_graph(probs, lengths, label_list, crf=None):
   """In-graph `viterbi`: probs [B, W, L] float32, lengths [B] -> [B, W] int32.
 
   Rows are decoded over their first `lengths` words; later positions get
-  the label of the row's last word (callers drop them).
+  the label of the row's last word (callers drop them). `crf`: the CRF's
+  parameters as tensors (bio.ner.crf.CrfParams), added to the scores.
   """
   start_ok, allowed = iob2_constraints(label_list)
   num_labels = len(label_list)
@@ -113,6 +128,11 @@ def viterbi_graph(probs, lengths, label_list):
   log_probs = tf.pad(log_probs, [[0, 0], [0, 2], [0, 0]])
   penalty = tf.constant(np.where(allowed, 0.0, _FORBIDDEN), tf.float32)
   start = tf.constant(np.where(start_ok, 0.0, _FORBIDDEN), tf.float32)
+  end = tf.zeros([num_labels], tf.float32)
+  if crf is not None:
+    penalty += tf.cast(crf.transitions, tf.float32)
+    start += tf.cast(crf.start, tf.float32)
+    end = tf.cast(crf.end, tf.float32)
   steps = tf.transpose(log_probs, [1, 0, 2])  # [W + 2, B, L]
   positions = tf.range(1, tf.shape(steps)[0])
   identity = tf.range(num_labels)[None, :]
@@ -132,7 +152,8 @@ def viterbi_graph(probs, lengths, label_list):
   zero_pointers = tf.zeros_like(first, dtype=tf.int32)
   scores, pointers = tf.scan(forward, (steps[1:], positions),
                              initializer=(first, zero_pointers))
-  last = tf.argmax(scores[-1], axis=1, output_type=tf.int32)
+  # Past its end a row's score is carried, so the last one is its final.
+  last = tf.argmax(scores[-1] + end[None], axis=1, output_type=tf.int32)
 
   def backward(label, step_pointers):
     return tf.gather(step_pointers, label, batch_dims=1)

@@ -5,7 +5,10 @@ dropout 0.1 while training, then one dense layer per piece to label logits
 (`ner/output_weights`, `ner/output_bias`, always freshly initialised).
 The loss is the cross-entropy averaged over positions with `label_mask` 1
 of real examples (`is_real_example` 1), so sub-word pieces, [CLS]/[SEP],
-sequence padding and batch-padding examples contribute nothing.
+sequence padding and batch-padding examples contribute nothing. With
+`crf=True` (run_ner.py --decode=crf) it is instead a linear-chain CRF's
+negative log-likelihood over those positions, per labelled word
+(bio.ner.crf; its variables `ner/crf_*` are fresh like the classifier).
 
 Batches may be shorter than max_seq_length (length-bucketed input, see
 bio.ner.features): the graph takes any sequence length up to the config's
@@ -18,6 +21,7 @@ import tensorflow.compat.v1 as tf
 from albert import estimator_utils
 from albert import modeling
 from albert import optimization
+from bio.ner import crf as ner_crf
 
 CLASSIFIER_SCOPE = "ner"
 ENCODER_SCOPE = "bert"
@@ -86,11 +90,12 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
                      num_train_steps, num_warmup_steps, use_tpu,
                      optimizer="adamw", use_one_hot_embeddings=False,
                      dropout_prob=0.1, seed=None, compute_dtype=tf.float32,
-                     train_options=None):
+                     train_options=None, crf=False):
   """Returns a `model_fn` closure for TPUEstimator.
 
   `seed` (optional) is the graph-level seed of the model's graph: with it,
-  the classifier's initial weights and the dropout masks repeat.
+  the classifier's initial weights and the dropout masks repeat. `crf`:
+  train with the CRF loss (bio.ner.crf) instead of per-word cross-entropy.
   """
 
   def model_fn(features, labels, mode, params):  # pylint: disable=unused-argument
@@ -126,13 +131,23 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
     logits = token_classifier(model.get_sequence_output(), num_labels,
                               is_training, dropout_prob=dropout_prob,
                               initializer_range=albert_config.initializer_range)
+    if crf:
+      with tf.variable_scope(CLASSIFIER_SCOPE):
+        crf_params = ner_crf.create_params(num_labels)
     if is_training:
       for var in tf.trainable_variables(CLASSIFIER_SCOPE + "/"):
         logging.info("  name = %s, shape = %s, *FRESH* (classifier head)",
                      var.name, var.shape)
 
     weights = token_weights(features["label_mask"], is_real_example)
-    total_loss, per_token_loss = masked_token_loss(logits, label_ids, weights)
+    total_loss, loss_values = masked_token_loss(logits, label_ids, weights)
+    loss_weights = weights
+    if crf:
+      total_loss, nll, loss_weights = ner_crf.window_loss(
+          logits, label_ids, features["label_mask"], is_real_example,
+          crf_params)
+      # Per window, per labelled word: its mean weighted by words is the loss.
+      loss_values = nll / tf.maximum(loss_weights, 1.0)
     probabilities = tf.nn.softmax(logits, axis=-1)
     predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
 
@@ -146,8 +161,8 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
           scaffold_fn=scaffold_fn)
 
     if mode == tf.estimator.ModeKeys.EVAL:
-      eval_metrics = (metric_fn,
-                      [per_token_loss, label_ids, predictions, weights])
+      eval_metrics = (metric_fn, [loss_values, loss_weights, label_ids,
+                                  predictions, weights])
       return tf.estimator.tpu.TPUEstimatorSpec(
           mode=mode, loss=total_loss, eval_metrics=eval_metrics,
           scaffold_fn=scaffold_fn)
@@ -161,8 +176,9 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
   return model_fn
 
 
-def metric_fn(per_token_loss, label_ids, predictions, weights):
-  """Token accuracy and loss over labelled positions of real examples.
+def metric_fn(loss_values, loss_weights, label_ids, predictions, weights):
+  """Token accuracy over labelled positions of real examples, and the
+  loss (per position [batch, seq], or per window [batch] with the CRF).
 
   Entity-level P/R/F1 need whole sentences and are computed in Python from
   predictions (bio.ner.metrics); these are the in-graph companions.
@@ -170,5 +186,5 @@ def metric_fn(per_token_loss, label_ids, predictions, weights):
   return {
       "eval_token_accuracy": tf.metrics.accuracy(
           labels=label_ids, predictions=predictions, weights=weights),
-      "eval_loss": tf.metrics.mean(values=per_token_loss, weights=weights),
+      "eval_loss": tf.metrics.mean(values=loss_values, weights=loss_weights),
   }

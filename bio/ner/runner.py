@@ -13,8 +13,10 @@ The orchestration behind `run_ner.py` (and `bio.ner.run_all`):
 3. Predict the test set with the selected checkpoint.
 
 Dev and test words are labelled from the predicted label probabilities by
---decode (bio.ner.decoding: argmax, or IOB2-constrained Viterbi); the
-decoder is recorded in dev_results.json and test_results.json.
+--decode (bio.ner.decoding: argmax, IOB2-constrained Viterbi, or a learned
+CRF's Viterbi); the decoder is recorded in dev_results.json and
+test_results.json. --decode=crf also trains with the CRF loss
+(bio.ner.crf), so it is a setting of the run (run_config.json).
 
 Outputs in output_dir (each written atomically): label_map.json,
 dev_results.txt/.json, best_checkpoint.txt (path of the selected checkpoint
@@ -39,6 +41,7 @@ from albert import optimization
 from albert import precision
 from albert import tokenization
 from albert import vocab_record
+from bio.ner import crf as ner_crf
 from bio.ner import decoding
 from bio.ner import iob
 from bio.ner import features as ner_features
@@ -156,9 +159,11 @@ def define_flags(flag_values=flags.FLAGS):
   flags.DEFINE_enum(
       "decode", "argmax", list(decoding.DECODERS),
       "Word labels from the label probabilities: argmax (each word's most "
-      "probable label, as the paper) or viterbi (the most probable label "
-      "sequence valid in IOB2; bio.ner.decoding). Used for dev selection "
-      "and test predictions; training is the same either way.", **kw)
+      "probable label, as the paper), viterbi (the most probable label "
+      "sequence valid in IOB2; bio.ner.decoding) or crf (train a linear-"
+      "chain CRF head, bio.ner.crf, and decode by its learned scores within "
+      "IOB2). Used for dev selection and test predictions; training is the "
+      "same for argmax and viterbi.", **kw)
 
 
 def options_from_flags(flag_values):
@@ -276,6 +281,7 @@ def run_settings(opts, inputs, init_checkpoint):
       "train_batch_size": opts.train_batch_size,
       "optimizer": opts.optimizer,
       "seed": opts.seed,
+      "crf": opts.decode == "crf",
   }
 
 
@@ -396,6 +402,9 @@ def check_run_dir(opts, inputs, init_checkpoint):
     _check_dev_decode(opts)
   if not opts.do_train:
     # Fail before writing anything when there is nothing to evaluate.
+    trained = run_dir.list_checkpoints(opts.output_dir)
+    if trained:
+      crf_params(trained[-1][1], opts.decode)
     if opts.do_eval and not _has_fine_tuned(opts.output_dir):
       raise NerRunError("no fine-tuned checkpoint to evaluate in %s: run "
                         "with --do_train first" % opts.output_dir)
@@ -428,6 +437,7 @@ def predict_sentences(estimator, features, sentences, input_file, checkpoint,
   `order` (from `write_padded_tfrecord`): the file holds the features in
   this order, length-sorted, and each batch is padded to its longest one.
   """
+  params = crf_params(checkpoint, decode)
   input_fn = ner_features.file_based_input_fn_builder(
       input_file, len(features[0].input_ids), is_training=False,
       drop_remainder=True, trim_to_batch=order is not None)
@@ -452,7 +462,22 @@ def predict_sentences(estimator, features, sentences, input_file, checkpoint,
                len(sentences) / max(elapsed, 1e-9))
   word_probs = ner_features.assemble_word_values(
       in_file, predicted, [len(s.tokens) for s in sentences])
-  return decoding.decode(word_probs, id_to_label, decode)
+  return decoding.decode(word_probs, id_to_label, decode, crf=params)
+
+
+def crf_params(checkpoint, decode):
+  """The CRF's parameters in `checkpoint` for decode "crf", else None;
+  raises NerRunError when a CRF decode meets a model without them."""
+  if decode != "crf":
+    return None
+  params = ner_crf.load_params(checkpoint, ner_model.CLASSIFIER_SCOPE)
+  if params is None:
+    raise NerRunError(
+        "--decode=crf needs a model fine-tuned with --decode=crf, but %s has "
+        "no %s/%s: decode it with argmax or viterbi, or fine-tune with "
+        "--decode=crf in another --output_dir" %
+        (checkpoint, ner_model.CLASSIFIER_SCOPE, ner_crf.TRANSITIONS))
+  return params
 
 
 def write_padded_tfrecord(features, batch_size, max_seq_length, path,
@@ -756,7 +781,8 @@ def _estimators(opts, inputs, init_checkpoint):
       compute_dtype=plan.compute_dtype,
       train_options=optimization.TrainOptions(
           gradient_accumulation_steps=micro_batches,
-          loss_scale=plan.loss_scale))
+          loss_scale=plan.loss_scale),
+      crf=opts.decode == "crf")
   config = precision.session_config(plan)
   batch = opts.train_batch_size // micro_batches
   estimator = estimator_utils.make_estimator(

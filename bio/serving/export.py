@@ -9,9 +9,9 @@ Signatures (standard `predict` signature defs, so TensorFlow Serving and
 * `serving_default`: `text` string [B] of raw UTF-8 → `num_entities` int32
   [B]; `starts`, `ends` int32 [B, N] (Unicode code-point offsets, padded with
   -1); `types`, `texts` string [B, N]; `scores` float32 [B, N], the mean
-  probability of the entity's predicted labels, decoded by --decode (argmax
-  or IOB2 Viterbi, bio.ner.decoding; by default the decoder run_ner.py chose
-  the checkpoint with). Everything runs in the
+  probability of the entity's predicted labels, decoded by --decode (argmax,
+  IOB2 Viterbi, or a CRF head's Viterbi, bio.ner.decoding; by default the
+  decoder run_ner.py chose the checkpoint with). Everything runs in the
   graph: words are split as the BioNER corpora are (bio.text.word_tokenize),
   pre-processed as ALBERT does (NFKD, accents stripped, lower case), cut
   into SentencePiece pieces by tensorflow_text, and windowed exactly like
@@ -63,6 +63,7 @@ from albert import export_to_tfhub
 from albert import file_utils
 from albert import modeling
 from albert import vocab_record
+from bio.ner import crf as ner_crf
 from bio.ner import decoding
 from bio.ner import model as ner_model
 from bio.ner import run_dir
@@ -96,8 +97,9 @@ class ServingOptions:
   max_batch_tokens: padded pieces per model call (a call has at least one
     window).
   length_multiple: widths are rounded up to this, to bound distinct shapes.
-  decode: word labels from the probabilities (bio.ner.decoding): "argmax"
-    or "viterbi"; None takes the decoder the run chose its checkpoint with.
+  decode: word labels from the probabilities (bio.ner.decoding): "argmax",
+    "viterbi" or "crf" (a model fine-tuned with the CRF head); None takes
+    the decoder the run chose its checkpoint with.
   """
   precision: str = "fp32"
   length_aware: bool = True
@@ -411,13 +413,17 @@ def _probabilities(albert_config, num_labels, features, opts):
 
 def _word_labels(word_probs, word_text, num_texts, label_list, decode):
   """Label ids of the words (flat over the batch; word_text: their text)."""
-  if decode != "viterbi":
+  if decode == "argmax":
     return tf.argmax(word_probs, -1, output_type=tf.int32)
+  crf = None
+  if decode == "crf":
+    with tf.variable_scope(ner_model.CLASSIFIER_SCOPE, reuse=tf.AUTO_REUSE):
+      crf = ner_crf.create_params(len(label_list))
   ragged = tf.RaggedTensor.from_value_rowids(word_probs, word_text,
                                              nrows=num_texts)
   dense = ragged.to_tensor()
   lengths = tf.cast(ragged.row_lengths(), tf.int32)
-  path = decoding.viterbi_graph(dense, lengths, label_list)
+  path = decoding.viterbi_graph(dense, lengths, label_list, crf)
   return tf.RaggedTensor.from_tensor(path, lengths=lengths).flat_values
 
 
@@ -513,6 +519,13 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                            do_lower_case, max_seq_length, checkpoint)
   if opts.decode is None:
     opts = dataclasses.replace(opts, decode=run_dir.recorded_decode(model_dir))
+  if opts.decode == "crf" and ner_crf.load_params(
+      ner.checkpoint, ner_model.CLASSIFIER_SCOPE) is None:
+    raise ExportError(
+        "--decode=crf needs a model fine-tuned with run_ner.py --decode=crf; "
+        "%s has none of its %s/crf_* variables: export it with "
+        "--decode=argmax or viterbi" % (ner.checkpoint,
+                                        ner_model.CLASSIFIER_SCOPE))
   albert_config = modeling.AlbertConfig.from_json_file(ner.albert_config_file)
   with tf.io.gfile.GFile(ner.spm_model_file, "rb") as f:
     sp_model_bytes = f.read()
@@ -577,7 +590,8 @@ def define_flags():
   flags.DEFINE_integer("length_multiple", ServingOptions.length_multiple,
                        "Window widths are rounded up to a multiple of this.")
   flags.DEFINE_enum("decode", None, list(decoding.DECODERS),
-                    "Word labels from the probabilities: argmax or viterbi "
+                    "Word labels from the probabilities: argmax, viterbi, or "
+                    "crf for a model fine-tuned with --decode=crf "
                     "(bio.ner.decoding). Default: the decoder run_ner.py "
                     "chose the checkpoint with (its --decode).")
 

@@ -25,6 +25,7 @@ import tensorflow.compat.v1 as tf
 from albert import export_hf
 from albert import file_utils
 from albert.hf_convert import HfConvertError
+from bio.ner import crf as ner_crf
 from bio.ner import model as ner_model
 from bio.ner import run_dir
 
@@ -113,8 +114,15 @@ def run_dir_options(model_dir, output_dir, overwrite=False,
     raise HfConvertError("%s records no albert_config_file/spm_model_file: "
                          "pass --albert_config_file and --spm_model_file"
                          % os.path.join(model_dir, run_dir.RUN_CONFIG_FILE))
+  checkpoint = selected_checkpoint(model_dir)
+  if ner_crf.load_params(checkpoint, ner_model.CLASSIFIER_SCOPE) is not None:
+    raise HfConvertError(
+        "%s has a CRF head (run_ner.py --decode=crf) and Hugging Face's "
+        "AlbertForTokenClassification has none, so its learned transition "
+        "scores would be lost: export it as a SavedModel with "
+        "python -m bio.serving.export" % checkpoint)
   return export_hf.ExportOptions(
-      checkpoint=selected_checkpoint(model_dir),
+      checkpoint=checkpoint,
       albert_config_file=albert_config_file, spm_model_file=spm_model_file,
       output_dir=output_dir, do_lower_case=config.get("do_lower_case", True),
       corrected_digit_comma=bool(config.get(

@@ -14,11 +14,12 @@ LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
 
 
 def write_random_ner_run(run_dir, spm_model_file, labels=LABELS,
-                         max_seq_length=64, step=1, seed=3, **recorded):
+                         max_seq_length=64, step=1, seed=3, crf=False,
+                         **recorded):
   """Writes a run_ner.py-style run directory holding a random 'fine-tuned'
   tiny model (a big classifier scale so that labels vary and argmax never
-  hinges on float noise) with global_step `step`; `recorded` adds to
-  run_config.json. Returns `run_dir`."""
+  hinges on float noise) with global_step `step`, with random CRF scores
+  too when `crf`; `recorded` adds to run_config.json. Returns `run_dir`."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
   from albert import modeling  # pylint: disable=g-import-not-at-top
@@ -37,11 +38,18 @@ def write_random_ner_run(run_dir, spm_model_file, labels=LABELS,
                                False)
     with tf.variable_scope("ner", reuse=True):
       weights = tf.get_variable("output_weights")
+    crf_params = ()
+    if crf:
+      from bio.ner import crf as ner_crf  # pylint: disable=g-import-not-at-top
+      with tf.variable_scope("ner"):
+        crf_params = ner_crf.create_params(len(labels))
     global_step = tf.train.get_or_create_global_step()
     with tf.Session() as sess:
       sess.run(tf.global_variables_initializer())
       rng = np.random.RandomState(seed)
       sess.run(weights.assign(rng.normal(0, 3.0, weights.shape.as_list())))
+      for var in crf_params:
+        sess.run(var.assign(rng.normal(0, 2.0, var.shape.as_list())))
       sess.run(global_step.assign(step))
       tf.train.Saver().save(sess, os.path.join(run_dir, checkpoint))
   run_config = {"albert_config_file": TINY_CONFIG,

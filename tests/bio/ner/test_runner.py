@@ -374,7 +374,7 @@ def test_model_fn_tpu_branch(tiny_config, encoder_ckpt, tmp_path):
       def evaluate(arrays):
         feed = {feats[k]: arrays[k] for k in arrays}
         sess.run(tf.local_variables_initializer())
-        loss, predictions = sess.run([spec.loss, tensors[2]], feed)
+        loss, predictions = sess.run([spec.loss, tensors[3]], feed)
         sess.run(updates, feed)
         return loss, predictions, sess.run(values)
 
@@ -427,6 +427,48 @@ def test_model_fn_tpu_branch(tiny_config, encoder_ckpt, tmp_path):
 
 # ---------------------------------------------------------------------------
 # Bad input
+
+
+def test_model_fn_crf_head(tiny_config, encoder_ckpt):
+  """crf=True: fresh ner/crf_* variables trained with the rest (TPU graph);
+  in EVAL, eval_loss is the CRF loss, and batch padding changes nothing."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  batch, seq, num_labels = 4, 16, 3
+  base = _random_features(np.random.RandomState(1), batch, seq, num_labels,
+                          tiny_config.vocab_size)
+  model_fn = ner_model.model_fn_builder(
+      tiny_config, num_labels, encoder_ckpt, 1e-3, 10, 2, use_tpu=True,
+      use_one_hot_embeddings=True, crf=True)
+  params = {"batch_size": batch}
+  with tf.Graph().as_default():
+    feats = {k: tf.constant(v) for k, v in base.items()}
+    spec = model_fn(feats, None, tf.estimator.ModeKeys.TRAIN, params)
+    trainable = {v.op.name: v.shape.as_list() for v in tf.trainable_variables()}
+    assert trainable["ner/crf_transitions"] == [num_labels, num_labels]
+    assert trainable["ner/crf_start"] == trainable["ner/crf_end"] == [
+        num_labels]
+    assert spec.train_op is not None
+
+  with tf.Graph().as_default():
+    feats = {k: tf.placeholder(tf.int32, v.shape) for k, v in base.items()}
+    spec = model_fn(feats, None, tf.estimator.ModeKeys.EVAL, params)
+    metric_fn, tensors = spec.eval_metrics
+    metrics = metric_fn(*tensors)
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+
+      def evaluate(arrays):
+        feed = {feats[k]: arrays[k] for k in arrays}
+        sess.run(tf.local_variables_initializer())
+        sess.run([op for _, op in metrics.values()], feed)
+        return sess.run(spec.loss, feed), sess.run(metrics["eval_loss"][0])
+
+      loss, eval_loss = evaluate(base)
+      assert eval_loss == pytest.approx(loss, rel=1e-5)
+      changed = {k: v.copy() for k, v in base.items()}
+      changed["label_ids"][-1] = (changed["label_ids"][-1] + 1) % num_labels
+      assert evaluate(changed) == pytest.approx((loss, eval_loss), rel=1e-6)
 
 
 def _opts(data_dir, out, **overrides):
@@ -755,6 +797,105 @@ def test_test_split_redecoded_with_viterbi(e2e, spm_model, tmp_path):
                                                abs=1e-12)
   with open(os.path.join(out, "test_results.txt")) as f:
     assert "decode: viterbi" in f.read()
+
+
+@pytest.fixture(scope="module")
+def e2e_crf(work, ncbi_slice, spm_model, encoder_ckpt):
+  """The e2e run again with the CRF head (--decode=crf)."""
+  out = str(work / "out_crf")
+  proc = run_ner_cli([
+      "--data_dir=" + ncbi_slice, "--albert_config_file=" + TINY_CONFIG,
+      "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
+      "--output_dir=" + out, "--do_train", "--do_eval", "--do_predict",
+      "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
+      "--eval_batch_size=16", "--predict_batch_size=8", "--train_step=200",
+      "--warmup_step=10", "--save_checkpoints_steps=100",
+      "--learning_rate=1e-3", "--decode=crf"])
+  assert proc.returncode == 0, proc.stderr[-5000:]
+  return types.SimpleNamespace(out=out, log=proc.stderr, data=ncbi_slice)
+
+
+def test_crf_run_trains_its_head_and_decodes_by_it(e2e_crf):
+  """The chosen checkpoint holds learned CRF scores; the predictions are
+  those scores' Viterbi path over the checkpoint's word probabilities,
+  recomputed here from the checkpoint itself."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from albert import modeling  # pylint: disable=g-import-not-at-top
+  from albert import tokenization  # pylint: disable=g-import-not-at-top
+  from bio.ner import crf, decoding, iob  # pylint: disable=g-import-not-at-top
+  from bio.ner import features as ner_features  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(e2e_crf.out, "run_config.json")) as f:
+    config = json.load(f)
+  assert config["settings"]["crf"] is True
+  with open(os.path.join(e2e_crf.out, "test_results.json")) as f:
+    payload = json.load(f)
+  assert payload["decode"] == "crf"
+  checkpoint = os.path.join(e2e_crf.out, payload["checkpoint"])
+  params = crf.load_params(checkpoint, "ner")
+  assert params.transitions.shape == (3, 3)
+  assert np.abs(params.transitions).max() > 1e-3  # trained, not the zeros
+
+  labels = config["label_list"]
+  gold = read_blocks(os.path.join(e2e_crf.data, "test.tsv"))
+  tokenizer = tokenization.FullTokenizer(
+      None, do_lower_case=True, spm_model_file=config["spm_model_file"])
+  encoder = ner_features.PieceEncoder(tokenizer, do_lower_case=True)
+  feats = ner_features.convert_sentences(
+      [iob.Sentence(tokens, tags) for tokens, tags in gold],
+      {l: i for i, l in enumerate(labels)}, MAX_SEQ, encoder)
+  arrays = ner_features.features_to_arrays(feats)
+  albert_config = modeling.AlbertConfig.from_json_file(TINY_CONFIG)
+  with tf.Graph().as_default():
+    ids = tf.placeholder(tf.int32, [None, MAX_SEQ])
+    mask = tf.placeholder(tf.int32, [None, MAX_SEQ])
+    model = modeling.AlbertModel(albert_config, False, ids, mask)
+    probs = tf.nn.softmax(ner_model.token_classifier(
+        model.get_sequence_output(), len(labels), False))
+    with tf.Session() as sess:
+      tf.train.Saver().restore(sess, checkpoint)
+      window_probs = sess.run(probs, {ids: arrays["input_ids"],
+                                      mask: arrays["input_mask"]})
+  rows = ner_features.assemble_word_values(feats, window_probs,
+                                          [len(t) for t, _ in gold])
+  expected = decoding.decode(rows, labels, "crf", crf=params)
+  written = [[r[2] for r in s] for s in read_predictions(
+      os.path.join(e2e_crf.out, "test_predictions.txt"))]
+  same = sum(w == e for w, e in zip(written, expected))
+  # One sentence may differ by a float near-tie between batchings.
+  assert same >= len(gold) - 1
+  assert not any(iob.normalize_to_iob2(p)[1] for p in written)
+  assert written != decoding.decode(rows, labels, "viterbi")
+
+
+def test_crf_export_serves_run_ner_predictions(e2e_crf, tmp_path,
+                                               serve_texts):
+  test_exported_model_agrees_with_run_ner_predictions(e2e_crf, tmp_path,
+                                                      serve_texts)
+  with open(os.path.join(str(tmp_path / "export"), "assets",
+                         "serving_options.json")) as f:
+    assert json.load(f)["decode"] == "crf"
+
+
+def test_crf_decode_of_a_softmax_run_is_one_error(e2e, spm_model, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "run")
+  shutil.copytree(e2e.out, out)
+  before = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
+  common = ["--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
+            "--spm_model_file=" + spm_model, "--output_dir=" + out,
+            "--max_seq_length=%d" % MAX_SEQ, "--decode=crf"]
+  proc = run_ner_cli(common + ["--do_predict"])
+  assert proc.returncode != 0
+  assert "--decode=crf needs a model fine-tuned with --decode=crf" in \
+      proc.stderr
+  assert "Traceback" not in proc.stderr
+  # Training on with the CRF head would resume a softmax run: refused too.
+  proc = run_ner_cli(common + ["--do_train", "--train_step=300"])
+  assert proc.returncode != 0
+  assert "crf: False there, True now" in proc.stderr
+  after = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
+  assert after == before
 
 
 def _fake_ckpt(prefix):

@@ -178,6 +178,16 @@ def test_viterbi_export_matches_training_path(ner_run_dir, ncbi_texts,
   assert served["entities"] != argmax_served["entities"]
 
 
+def test_crf_export_of_a_model_without_a_crf_head_is_refused(ner_run_dir,
+                                                             tmp_path):
+  export_dir = str(tmp_path / "crf")
+  with pytest.raises(export.ExportError,
+                     match="--decode=crf needs a model fine-tuned with"):
+    export.export_ner(ner_run_dir, export_dir,
+                      opts=export.ServingOptions(decode="crf"))
+  assert not os.path.exists(export_dir)
+
+
 def test_export_decodes_as_the_run_chose(ner_export):
   # The run has no dev results, so it chose (as before --decode) by argmax.
   assert _options(ner_export)["decode"] == "argmax"

@@ -186,3 +186,17 @@ def test_model_card_and_refusals(hf_export, ner_run_dir, tmp_path):
   assert not_ner.returncode == 1 and "label_map.json" in not_ner.stderr
   assert "Traceback" not in not_ner.stderr
   assert not (tmp_path / "out").exists()
+
+
+def test_a_crf_run_is_refused_not_exported_without_its_crf(
+    spm_model_file, random_ner_run, tmp_path):
+  run = random_ner_run(str(tmp_path / "run"), spm_model_file, crf=True)
+  proc = subprocess.run(
+      [sys.executable, "-m", "bio.serving.export_hf", "--model_dir=" + run,
+       "--output_dir=%s" % (tmp_path / "hf")], capture_output=True, text=True,
+      cwd=ROOT, timeout=300)
+  assert proc.returncode == 1
+  assert "has a CRF head" in proc.stderr and "bio.serving.export" in \
+      proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "hf").exists()
