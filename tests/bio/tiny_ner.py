@@ -13,6 +13,27 @@ TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
 LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
 
 
+def window_probabilities(checkpoint, arrays, num_labels,
+                         config_file=TINY_CONFIG):
+  """Label probabilities [N, S, num_labels] of feature arrays (input_ids,
+  input_mask) under a NER checkpoint, computed by a plain session."""
+  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
+  from albert import modeling  # pylint: disable=g-import-not-at-top
+  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  config = modeling.AlbertConfig.from_json_file(config_file)
+  seq = arrays["input_ids"].shape[1]
+  with tf.Graph().as_default():
+    ids = tf.placeholder(tf.int32, [None, seq])
+    mask = tf.placeholder(tf.int32, [None, seq])
+    model = modeling.AlbertModel(config, False, ids, mask)
+    probs = tf.nn.softmax(ner_model.token_classifier(
+        model.get_sequence_output(), num_labels, False))
+    with tf.Session() as sess:
+      tf.train.Saver().restore(sess, checkpoint)
+      return sess.run(probs, {ids: arrays["input_ids"],
+                              mask: arrays["input_mask"]})
+
+
 def write_random_ner_run(run_dir, spm_model_file, labels=LABELS,
                          max_seq_length=64, step=1, seed=3, crf=False,
                          **recorded):

@@ -105,9 +105,8 @@ def run_ner_cli(args, timeout=600):
       capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def e2e(work, ncbi_slice, spm_model, encoder_ckpt):
-  out = str(work / "out")
+def _train_tiny(out, ncbi_slice, spm_model, encoder_ckpt, *extra):
+  """run_ner.py: 200 steps, dev at 100 and 200, then test."""
   proc = run_ner_cli([
       "--data_dir=" + ncbi_slice, "--albert_config_file=" + TINY_CONFIG,
       "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
@@ -115,9 +114,14 @@ def e2e(work, ncbi_slice, spm_model, encoder_ckpt):
       "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
       "--eval_batch_size=16", "--predict_batch_size=8", "--train_step=200",
       "--warmup_step=10", "--save_checkpoints_steps=100",
-      "--learning_rate=1e-3"])
+      "--learning_rate=1e-3", *extra])
   assert proc.returncode == 0, proc.stderr[-5000:]
   return types.SimpleNamespace(out=out, log=proc.stderr, data=ncbi_slice)
+
+
+@pytest.fixture(scope="module")
+def e2e(work, ncbi_slice, spm_model, encoder_ckpt):
+  return _train_tiny(str(work / "out"), ncbi_slice, spm_model, encoder_ckpt)
 
 
 def read_predictions(path):
@@ -802,29 +806,18 @@ def test_test_split_redecoded_with_viterbi(e2e, spm_model, tmp_path):
 @pytest.fixture(scope="module")
 def e2e_crf(work, ncbi_slice, spm_model, encoder_ckpt):
   """The e2e run again with the CRF head (--decode=crf)."""
-  out = str(work / "out_crf")
-  proc = run_ner_cli([
-      "--data_dir=" + ncbi_slice, "--albert_config_file=" + TINY_CONFIG,
-      "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
-      "--output_dir=" + out, "--do_train", "--do_eval", "--do_predict",
-      "--max_seq_length=%d" % MAX_SEQ, "--train_batch_size=16",
-      "--eval_batch_size=16", "--predict_batch_size=8", "--train_step=200",
-      "--warmup_step=10", "--save_checkpoints_steps=100",
-      "--learning_rate=1e-3", "--decode=crf"])
-  assert proc.returncode == 0, proc.stderr[-5000:]
-  return types.SimpleNamespace(out=out, log=proc.stderr, data=ncbi_slice)
+  return _train_tiny(str(work / "out_crf"), ncbi_slice, spm_model,
+                     encoder_ckpt, "--decode=crf")
 
 
 def test_crf_run_trains_its_head_and_decodes_by_it(e2e_crf):
   """The chosen checkpoint holds learned CRF scores; the predictions are
   those scores' Viterbi path over the checkpoint's word probabilities,
   recomputed here from the checkpoint itself."""
-  import tensorflow.compat.v1 as tf  # pylint: disable=g-import-not-at-top
-  from albert import modeling  # pylint: disable=g-import-not-at-top
   from albert import tokenization  # pylint: disable=g-import-not-at-top
   from bio.ner import crf, decoding, iob  # pylint: disable=g-import-not-at-top
   from bio.ner import features as ner_features  # pylint: disable=g-import-not-at-top
-  from bio.ner import model as ner_model  # pylint: disable=g-import-not-at-top
+  from tests.bio import tiny_ner  # pylint: disable=g-import-not-at-top
   with open(os.path.join(e2e_crf.out, "run_config.json")) as f:
     config = json.load(f)
   assert config["settings"]["crf"] is True
@@ -844,18 +837,9 @@ def test_crf_run_trains_its_head_and_decodes_by_it(e2e_crf):
   feats = ner_features.convert_sentences(
       [iob.Sentence(tokens, tags) for tokens, tags in gold],
       {l: i for i, l in enumerate(labels)}, MAX_SEQ, encoder)
-  arrays = ner_features.features_to_arrays(feats)
-  albert_config = modeling.AlbertConfig.from_json_file(TINY_CONFIG)
-  with tf.Graph().as_default():
-    ids = tf.placeholder(tf.int32, [None, MAX_SEQ])
-    mask = tf.placeholder(tf.int32, [None, MAX_SEQ])
-    model = modeling.AlbertModel(albert_config, False, ids, mask)
-    probs = tf.nn.softmax(ner_model.token_classifier(
-        model.get_sequence_output(), len(labels), False))
-    with tf.Session() as sess:
-      tf.train.Saver().restore(sess, checkpoint)
-      window_probs = sess.run(probs, {ids: arrays["input_ids"],
-                                      mask: arrays["input_mask"]})
+  window_probs = tiny_ner.window_probabilities(
+      checkpoint, ner_features.features_to_arrays(feats), len(labels),
+      TINY_CONFIG)
   rows = ner_features.assemble_word_values(feats, window_probs,
                                           [len(t) for t, _ in gold])
   expected = decoding.decode(rows, labels, "crf", crf=params)

@@ -21,8 +21,8 @@ from bio.serving import export
 from bio.ner import decoding
 from bio.ner import iob
 from bio.ner import features as ner_features
-from bio.ner import model as ner_model
 from bio.text import word_tokenize
+from tests.bio import tiny_ner
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 TINY = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
@@ -63,19 +63,9 @@ def _python_entities(texts, run_dir, spm_model_file, decode="argmax"):
   for i, sentence in enumerate(words):
     features.extend(ner_features.convert_sentence(
         i, [w for w, _, _ in sentence], None, label_map, MAX_SEQ, encoder))
-  arrays = ner_features.features_to_arrays(features)
-  config = modeling.AlbertConfig.from_json_file(TINY)
-  with tf.Graph().as_default():
-    ids = tf.placeholder(tf.int32, [None, MAX_SEQ])
-    mask = tf.placeholder(tf.int32, [None, MAX_SEQ])
-    model = modeling.AlbertModel(config, False, ids, mask)
-    probs = tf.nn.softmax(ner_model.token_classifier(
-        model.get_sequence_output(), len(LABELS), False))
-    with tf.Session() as sess:
-      tf.train.Saver().restore(sess, os.path.join(run_dir, "best",
-                                                  "model.ckpt-7"))
-      p = sess.run(probs, {ids: arrays["input_ids"],
-                           mask: arrays["input_mask"]})
+  p = tiny_ner.window_probabilities(
+      os.path.join(run_dir, "best", "model.ckpt-7"),
+      ner_features.features_to_arrays(features), len(LABELS), TINY)
   rows = ner_features.assemble_word_values(features, p,
                                           [len(s) for s in words])
   labels = decoding.decode(rows, LABELS, decode)
