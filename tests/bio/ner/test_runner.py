@@ -106,7 +106,8 @@ def run_ner_cli(args, timeout=600):
 
 
 def _train_tiny(out, ncbi_slice, spm_model, encoder_ckpt, *extra):
-  """run_ner.py: 200 steps, dev at 100 and 200, then test."""
+  """run_ner.py: 200 steps (unless `extra` says otherwise), dev at every
+  100, then test."""
   proc = run_ner_cli([
       "--data_dir=" + ncbi_slice, "--albert_config_file=" + TINY_CONFIG,
       "--spm_model_file=" + spm_model, "--init_checkpoint=" + encoder_ckpt,
@@ -806,8 +807,9 @@ def test_test_split_redecoded_with_viterbi(e2e, spm_model, tmp_path):
 @pytest.fixture(scope="module")
 def e2e_crf(work, ncbi_slice, spm_model, encoder_ckpt):
   """The e2e run again with the CRF head (--decode=crf)."""
+  # Half the steps, one dev evaluation: what differs is the head.
   return _train_tiny(str(work / "out_crf"), ncbi_slice, spm_model,
-                     encoder_ckpt, "--decode=crf")
+                     encoder_ckpt, "--decode=crf", "--train_step=100")
 
 
 def test_crf_run_trains_its_head_and_decodes_by_it(e2e_crf):
@@ -869,15 +871,19 @@ def test_crf_decode_of_a_softmax_run_is_one_error(e2e, spm_model, tmp_path):
   common = ["--data_dir=" + e2e.data, "--albert_config_file=" + TINY_CONFIG,
             "--spm_model_file=" + spm_model, "--output_dir=" + out,
             "--max_seq_length=%d" % MAX_SEQ, "--decode=crf"]
-  proc = run_ner_cli(common + ["--do_predict"])
-  assert proc.returncode != 0
+  # Both at once (each is mostly a start-up). Training on with the CRF
+  # head would resume a softmax run: refused too.
+  procs = [subprocess.Popen(
+      [sys.executable, os.path.join(ROOT, "run_ner.py")] + common + extra,
+      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for extra in (["--do_predict"], ["--do_train", "--train_step=300"])]
+  (_, predict_err), (_, train_err) = [p.communicate(timeout=600)
+                                      for p in procs]
+  assert [p.returncode for p in procs] == [1, 1]
   assert "--decode=crf needs a model fine-tuned with --decode=crf" in \
-      proc.stderr
-  assert "Traceback" not in proc.stderr
-  # Training on with the CRF head would resume a softmax run: refused too.
-  proc = run_ner_cli(common + ["--do_train", "--train_step=300"])
-  assert proc.returncode != 0
-  assert "crf: False there, True now" in proc.stderr
+      predict_err
+  assert "crf: False there, True now" in train_err
+  assert "Traceback" not in predict_err + train_err
   after = {n: os.path.getmtime(os.path.join(out, n)) for n in os.listdir(out)}
   assert after == before
 
