@@ -140,14 +140,15 @@ def model_fn_builder(albert_config, num_labels, init_checkpoint, learning_rate,
                      var.name, var.shape)
 
     weights = token_weights(features["label_mask"], is_real_example)
-    total_loss, loss_values = masked_token_loss(logits, label_ids, weights)
-    loss_weights = weights
     if crf:
       total_loss, nll, loss_weights = ner_crf.window_loss(
           logits, label_ids, features["label_mask"], is_real_example,
           crf_params)
       # Per window, per labelled word: its mean weighted by words is the loss.
       loss_values = nll / tf.maximum(loss_weights, 1.0)
+    else:
+      total_loss, loss_values = masked_token_loss(logits, label_ids, weights)
+      loss_weights = weights
     probabilities = tf.nn.softmax(logits, axis=-1)
     predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
 
