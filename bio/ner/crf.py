@@ -126,9 +126,20 @@ def window_loss(logits, label_ids, label_mask, is_real_example, params):
 def load_params(checkpoint, scope):
   """The CRF's NumPy parameters from `checkpoint`, or None when it holds
   none (a model fine-tuned with the softmax loss)."""
-  found = {name for name, _ in tf.train.list_variables(checkpoint)}
+  reader = tf.train.load_checkpoint(checkpoint)
   names = ["%s/%s" % (scope, name) for name in VARIABLE_NAMES]
-  if not all(name in found for name in names):
+  if not all(reader.has_tensor(name) for name in names):
     return None
-  return CrfParams(*[np.asarray(tf.train.load_variable(checkpoint, name),
-                                dtype=np.float64) for name in names])
+  return CrfParams(*[np.asarray(reader.get_tensor(name), dtype=np.float64)
+                     for name in names])
+
+
+def require_params(checkpoint, scope, error_type, advice):
+  """`load_params`, raising error_type (one line ending in `advice`) for a
+  checkpoint without the CRF: what --decode=crf needs."""
+  params = load_params(checkpoint, scope)
+  if params is None:
+    raise error_type(
+        "--decode=crf needs a model fine-tuned with --decode=crf, but %s has "
+        "no %s/%s: %s" % (checkpoint, scope, TRANSITIONS, advice))
+  return params

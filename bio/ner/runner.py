@@ -470,14 +470,10 @@ def crf_params(checkpoint, decode):
   raises NerRunError when a CRF decode meets a model without them."""
   if decode != "crf":
     return None
-  params = ner_crf.load_params(checkpoint, ner_model.CLASSIFIER_SCOPE)
-  if params is None:
-    raise NerRunError(
-        "--decode=crf needs a model fine-tuned with --decode=crf, but %s has "
-        "no %s/%s: decode it with argmax or viterbi, or fine-tune with "
-        "--decode=crf in another --output_dir" %
-        (checkpoint, ner_model.CLASSIFIER_SCOPE, ner_crf.TRANSITIONS))
-  return params
+  return ner_crf.require_params(
+      checkpoint, ner_model.CLASSIFIER_SCOPE, NerRunError,
+      "decode it with argmax or viterbi, or fine-tune with --decode=crf in "
+      "another --output_dir")
 
 
 def write_padded_tfrecord(features, batch_size, max_seq_length, path,

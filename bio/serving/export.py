@@ -519,13 +519,10 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                            do_lower_case, max_seq_length, checkpoint)
   if opts.decode is None:
     opts = dataclasses.replace(opts, decode=run_dir.recorded_decode(model_dir))
-  if opts.decode == "crf" and ner_crf.load_params(
-      ner.checkpoint, ner_model.CLASSIFIER_SCOPE) is None:
-    raise ExportError(
-        "--decode=crf needs a model fine-tuned with run_ner.py --decode=crf; "
-        "%s has none of its %s/crf_* variables: export it with "
-        "--decode=argmax or viterbi" % (ner.checkpoint,
-                                        ner_model.CLASSIFIER_SCOPE))
+  if opts.decode == "crf":
+    ner_crf.require_params(ner.checkpoint, ner_model.CLASSIFIER_SCOPE,
+                           ExportError,
+                           "export it with --decode=argmax or viterbi")
   albert_config = modeling.AlbertConfig.from_json_file(ner.albert_config_file)
   with tf.io.gfile.GFile(ner.spm_model_file, "rb") as f:
     sp_model_bytes = f.read()
