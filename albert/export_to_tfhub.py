@@ -105,15 +105,17 @@ def _replacing(export_dir, previous):
 def check_checkpoint_variables(checkpoint_path):
   """Raises ValueError unless the checkpoint has every global variable of
   the default graph, with its shape (extra ones are ignored)."""
-  shapes = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
-  for var in tf.global_variables():
-    name = var.op.name
-    if name not in shapes:
-      raise ValueError("Checkpoint %s has no variable %s" %
-                       (checkpoint_path, name))
-    if list(shapes[name]) != var.shape.as_list():
-      raise ValueError("Variable %s: checkpoint shape %s, model shape %s" %
-                       (name, shapes[name], var.shape.as_list()))
+  problems = file_utils.checkpoint_shape_problems(
+      checkpoint_path,
+      {v.op.name: v.shape.as_list() for v in tf.global_variables()})
+  if not problems:
+    return
+  name, saved_shape, shape = problems[0]
+  if saved_shape is None:
+    raise ValueError("Checkpoint %s has no variable %s" %
+                     (checkpoint_path, name))
+  raise ValueError("Variable %s: checkpoint shape %s, model shape %s" %
+                   (name, saved_shape, shape))
 
 
 def _signature_defs(signatures):

@@ -260,6 +260,21 @@ def resolve_checkpoint(path, what="--init_checkpoint", error_cls=ValueError):
   return path
 
 
+def checkpoint_shape_problems(checkpoint_path, expected):
+  """The variables of `expected` {name: shape list} that a checkpoint lacks
+  or holds with another shape, in name order: a list of (name, checkpoint
+  shape or None when missing, expected shape). Extra checkpoint variables
+  are fine. Callers decide which problems are errors and word them.
+  """
+  saved = tf.train.load_checkpoint(checkpoint_path).get_variable_to_shape_map()
+  problems = []
+  for name, shape in sorted(expected.items()):
+    found = list(saved[name]) if name in saved else None
+    if found != list(shape):
+      problems.append((name, found, list(shape)))
+  return problems
+
+
 def copy_checkpoint(prefix, target_prefix):
   """Copies the files of checkpoint `prefix` to `target_prefix`, each through
   a temporary name; returns the paths written."""

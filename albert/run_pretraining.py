@@ -634,19 +634,20 @@ def check_output_dir_checkpoint(output_dir, albert_config, config_file):
   latest = tf.train.latest_checkpoint(output_dir)
   if not latest:
     return
-  saved = dict(tf.train.list_variables(latest))
-  for name, shape in sorted(model_variable_shapes(albert_config).items()):
-    if name not in saved:
-      raise PretrainingInputError(
-          "--output_dir %s holds checkpoint %s of another model: it has no "
-          "variable %s of %s; use another output directory." % (
-              output_dir, latest, name, config_file))
-    if list(saved[name]) != shape:
-      raise PretrainingInputError(
-          "--output_dir %s holds checkpoint %s of another model: %s has "
-          "shape %s there but %s with %s; use another output directory." % (
-              output_dir, latest, name, list(saved[name]), shape,
-              config_file))
+  problems = file_utils.checkpoint_shape_problems(
+      latest, model_variable_shapes(albert_config))
+  if not problems:
+    return
+  name, saved_shape, shape = problems[0]
+  if saved_shape is None:
+    raise PretrainingInputError(
+        "--output_dir %s holds checkpoint %s of another model: it has no "
+        "variable %s of %s; use another output directory." % (
+            output_dir, latest, name, config_file))
+  raise PretrainingInputError(
+      "--output_dir %s holds checkpoint %s of another model: %s has "
+      "shape %s there but %s with %s; use another output directory." % (
+          output_dir, latest, name, saved_shape, shape, config_file))
 
 
 def check_vocabulary(options):

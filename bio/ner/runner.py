@@ -363,15 +363,18 @@ def check_init_checkpoint(opts, albert_config):
     return None
   prefix = file_utils.resolve_checkpoint(opts.init_checkpoint,
                                          "--init_checkpoint", NerRunError)
-  found = dict(tf.train.list_variables(prefix))
   expected = _encoder_shapes(albert_config)
-  for name, shape in sorted(expected.items()):
-    if name in found and list(found[name]) != shape:
-      raise NerRunError(
-          "--init_checkpoint %s: variable %s has shape %s there but %s in "
-          "--albert_config_file %s: give the config of that model" %
-          (prefix, name, list(found[name]), shape, opts.albert_config_file))
-  if not set(expected) & set(found):
+  problems = file_utils.checkpoint_shape_problems(prefix, expected)
+  # Missing variables are fine (fine-tuning starts them afresh), unless all
+  # are missing.
+  mismatched = [p for p in problems if p[1] is not None]
+  if mismatched:
+    name, found_shape, shape = mismatched[0]
+    raise NerRunError(
+        "--init_checkpoint %s: variable %s has shape %s there but %s in "
+        "--albert_config_file %s: give the config of that model" %
+        (prefix, name, found_shape, shape, opts.albert_config_file))
+  if len(problems) == len(expected):
     raise NerRunError(
         "--init_checkpoint %s holds no %s/ (encoder) variable: give an "
         "ALBERT encoder or pretraining checkpoint" %

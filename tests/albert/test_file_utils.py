@@ -108,6 +108,21 @@ def test_resolve_checkpoint(tmp_path):
     file_utils.resolve_checkpoint(str(empty))
 
 
+def test_checkpoint_shape_problems(tmp_path):
+  with tf.Graph().as_default():
+    tf.get_variable("a/kernel", [2, 3])
+    tf.get_variable("b", [4])
+    tf.get_variable("extra", [1])
+    with tf.Session() as sess:
+      sess.run(tf.global_variables_initializer())
+      prefix = tf.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+  assert file_utils.checkpoint_shape_problems(
+      prefix, {"a/kernel": [2, 3], "b": [4]}) == []
+  assert file_utils.checkpoint_shape_problems(
+      prefix, {"a/kernel": [2, 3], "b": [5], "c": [1], "0": [2]}) == [
+          ("0", None, [2]), ("b", [4], [5]), ("c", None, [1])]
+
+
 _HOLD = """
 import sys, time
 from albert import file_utils
