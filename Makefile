@@ -16,8 +16,12 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e '.[test,beam,hf,plot]'
 	touch $(STAMP)
 
+# Two worker processes; --dist loadfile keeps each test file (and its
+# module fixtures, e.g. trained tiny runs) in one of them.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 demo: $(STAMP)
 	$(PY) -m bio.demo --output_dir=$(DEMO_DIR)

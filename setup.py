@@ -38,7 +38,9 @@ setup(
         "bioc==2.1",
     ],
     extras_require={
-        "test": ["pytest"],
+        # pytest-xdist: `make test` runs the suite on two processes (most
+        # tests are single-threaded TF graph building and subprocesses).
+        "test": ["pytest", "pytest-xdist==3.8.0"],
         # CUDA wheels for GPU training (albert/precision.py): fp16/bf16,
         # --distribution=mirrored|multi_worker.
         "gpu": ["tensorflow[and-cuda]==2.15.1"],
