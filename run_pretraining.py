@@ -6,9 +6,11 @@ Thin script: upstream's absl flags and a `main` calling
 and eval loop are. Runs on TPU with --use_tpu --tpu_name=..., otherwise on
 CPU/GPU. Training resumes from the latest checkpoint in --output_dir, so
 rerunning with a larger --num_train_steps continues where the last run
-stopped. On GPUs: --precision=fp16|bf16, --gradient_accumulation_steps=K
-(the paper's batch 1024 on one device), --distribution=mirrored (all
-local GPUs) or multi_worker (TF_CONFIG); on CPU --precision=bf16.
+stopped; --stop_at_step=N ends a run at step N of its schedule, and the
+same flags without it continue. On GPUs: --precision=fp16|bf16,
+--gradient_accumulation_steps=K (the paper's batch 1024 on one device),
+--distribution=mirrored (all local GPUs) or multi_worker (TF_CONFIG); on
+CPU --precision=bf16.
 
   python run_pretraining.py \
     --albert_config_file=albert/configs/albert_base.json \
@@ -79,6 +81,12 @@ flags.DEFINE_float("learning_rate", 0.00176, "The initial learning rate.")
 flags.DEFINE_float("poly_power", 1.0, "The power of poly decay.")
 
 flags.DEFINE_integer("num_train_steps", 125000, "Number of training steps.")
+
+flags.DEFINE_integer(
+    "stop_at_step", None,
+    "Not upstream: end this run at this global step, keeping the "
+    "learning-rate schedule of --num_train_steps (a checkpoint is written "
+    "there); the same flags without it continue the run.", lower_bound=1)
 
 flags.DEFINE_integer("num_warmup_steps", 3125, "Number of warmup steps.")
 

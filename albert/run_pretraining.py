@@ -26,7 +26,9 @@ checkpoints there and waits for new ones only while a training run holds
 that lock (upstream waits forever). Eval results are written atomically.
 `seed` (--seed, not upstream) fixes initialisation, dropout and the order of
 the training data (deterministic interleaving); unset, runs differ as
-upstream's do.
+upstream's do. `stop_at_step` (--stop_at_step, not upstream) ends a run
+part-way through its schedule, e.g. to check it (bio.experiments.attention)
+before spending the rest; the same flags without it continue the run.
 """
 import dataclasses
 import os
@@ -486,6 +488,10 @@ class PretrainingOptions:
   learning_rate: float = 0.00176
   poly_power: float = 1.0
   num_train_steps: int = 125000
+  # Not upstream: end this run at this step (None: at num_train_steps); the
+  # learning-rate schedule still spans num_train_steps, so a later run with
+  # the same flags but no stop continues it.
+  stop_at_step: Optional[int] = None
   num_warmup_steps: int = 3125
   start_warmup_step: int = 0
   max_eval_steps: int = 100
@@ -528,6 +534,11 @@ def validate_options(options):
                        train_batch_size=options.train_batch_size)
   except precision.TrainingSetupError as e:
     raise PretrainingInputError(str(e)) from e
+  if options.stop_at_step is not None and not (
+      0 < options.stop_at_step <= options.num_train_steps):
+    raise PretrainingInputError(
+        "--stop_at_step=%d must be between 1 and --num_train_steps=%d." % (
+            options.stop_at_step, options.num_train_steps))
   steps = options.training.gradient_accumulation_steps
   if options.train_batch_size % steps:
     raise PretrainingInputError(
@@ -738,6 +749,11 @@ def seeded_skip_batches(options, checkpoint_path):
   return step * options.training.gradient_accumulation_steps
 
 
+def last_step(options):
+  """The step this run trains to (and evaluates up to)."""
+  return options.stop_at_step or options.num_train_steps
+
+
 def train(estimator, options, input_files):
   logging.info("***** Running training *****")
   logging.info("  Batch size = %d", options.train_batch_size)
@@ -747,11 +763,15 @@ def train(estimator, options, input_files):
                  "read, so its data order continues.", skip)
   # On TPU hooks only run between loops of iterations_per_loop steps.
   throughput = estimator_utils.ThroughputHook(
-      options.train_batch_size, options.num_train_steps,
+      options.train_batch_size, last_step(options),
       every_n_steps=min(options.tpu.iterations_per_loop, 100))
+  if last_step(options) < options.num_train_steps:
+    logging.info("Stopping at step %d of the %d-step schedule "
+                 "(--stop_at_step).", last_step(options),
+                 options.num_train_steps)
   estimator_utils.train(estimator,
                         _input_fn(options, input_files, True, skip),
-                        options.num_train_steps, hooks=[throughput])
+                        last_step(options), hooks=[throughput])
 
 
 class _EvalResults(object):
@@ -778,9 +798,10 @@ class _EvalResults(object):
 def evaluate(estimator, options, input_files, poll_seconds=EVAL_POLL_SECONDS):
   """Upstream's eval loop: evaluates each new checkpoint of output_dir.
 
-  Stops after a checkpoint at num_train_steps, as upstream, or once no
-  other live run holds output_dir's DirLock and the latest checkpoint has
-  been evaluated (upstream waits forever for steps that never come).
+  Stops after a checkpoint at num_train_steps (or --stop_at_step), as
+  upstream, or once no other live run holds output_dir's DirLock and the
+  latest checkpoint has been evaluated (upstream waits forever for steps
+  that never come).
   """
   logging.info("***** Running evaluation *****")
   logging.info("  Batch size = %d", options.eval_batch_size)
@@ -799,7 +820,7 @@ def evaluate(estimator, options, input_files, poll_seconds=EVAL_POLL_SECONDS):
                                   steps=options.max_eval_steps,
                                   checkpoint_path=checkpoint_path)
       evaluated = checkpoint_path
-      if results.add(checkpoint_path, result) >= options.num_train_steps:
+      if results.add(checkpoint_path, result) >= last_step(options):
         return
       continue
     if holder is None:
@@ -809,7 +830,7 @@ def evaluate(estimator, options, input_files, poll_seconds=EVAL_POLL_SECONDS):
       logging.info("Waiting for a new checkpoint in %s from the training run "
                    "(pid %d on %s); evaluation ends after step %d.",
                    options.output_dir, holder[1], holder[0],
-                   options.num_train_steps)
+                   last_step(options))
       waiting = True
     time.sleep(poll_seconds)
 

@@ -19,6 +19,11 @@ skipped on a re-run when its outputs exist, so an interrupted run resumes):
                pieces; then `bio.experiments.attention` checks whether its
                attention collapsed (pretrain/attention.json; a collapsed
                run stalled on the masked-LM plateau, README section 9).
+               With --pretrain_check_step=N the run first stops at step N
+               for that check (pretrain/attention-N.json); a collapsed run
+               is moved to pretrain-collapsed-K/ and pretraining starts
+               again with the next --pretrain_seed, at most
+               --pretrain_restarts times (the time estimate counts none).
   5. fine-tune run_ner.py on each dataset, for each seed, twice with the
                same budget: from scratch ("scratch") and from the pretrained
                checkpoint ("pretrained"), on --ner_max_seq_length pieces;
@@ -117,6 +122,13 @@ class Recipe(object):
   # 1e-2, one left the loss plateau (~6.8) near step 4,000; the others had
   # not by steps 6,100 and 8,100.
   pretrain_seed: int = 0
+  # Stop pretraining at this step, check its attention there and, when a
+  # head has collapsed, restart from nothing (at most pretrain_restarts
+  # times) with the next seed; 0: no early check. Seeded runs at hidden
+  # 256, lr 1e-2 that stalled had collapsed heads by step 2,000 (README,
+  # section 9).
+  pretrain_check_step: int = 0
+  pretrain_restarts: int = 1
   ner_steps: int = 1500
   ner_eval_every: int = 250
   ner_batch_size: int = 32
@@ -229,6 +241,23 @@ class Layout(object):
   def attention(self):
     return os.path.join(self.pretrain, "attention.json")
 
+  def early_attention(self, step, pretrain_dir=None):
+    """The attention check of the early checkpoint at `step`."""
+    return os.path.join(pretrain_dir or self.pretrain,
+                        "attention-%d.json" % step)
+
+  def collapsed_run(self, attempt):
+    """Where the `attempt`-th (1, 2, ...) pretraining run whose attention
+    collapsed early is kept."""
+    return self.join("pretrain-collapsed-%d" % attempt)
+
+  def collapsed_runs(self):
+    """The kept collapsed runs, in order."""
+    found = []
+    while os.path.isdir(self.collapsed_run(len(found) + 1)):
+      found.append(self.collapsed_run(len(found) + 1))
+    return found
+
   def ner(self, dataset, arm, seed):
     return self.join("ner", dataset, arm, "seed-%d" % seed)
 
@@ -267,6 +296,14 @@ def check_recipe(opts):
   if r.pretrain_seed < 0:
     raise ExperimentError("--pretrain_seed must be 0 (unseeded) or positive, "
                           "not %d" % r.pretrain_seed)
+  if r.pretrain_check_step and not (
+      0 < r.pretrain_check_step < r.pretrain_steps):
+    raise ExperimentError(
+        "--pretrain_check_step=%d must be 0 (no early check) or between 1 "
+        "and --pretrain_steps=%d" % (r.pretrain_check_step, r.pretrain_steps))
+  if r.pretrain_restarts < 0:
+    raise ExperimentError("--pretrain_restarts must be 0 or more, not %d" %
+                          r.pretrain_restarts)
   if r.task_repeat < 1:
     raise ExperimentError("--task_repeat must be at least 1, not %d" %
                           r.task_repeat)
@@ -316,6 +353,8 @@ def _backfill(found):
   recipe.setdefault("pretrain_seed", 0)
   recipe.setdefault("hidden_size", SMALL_CONFIG["hidden_size"])
   recipe.setdefault("embedding_size", SMALL_CONFIG["embedding_size"])
+  recipe.setdefault("pretrain_check_step", 0)
+  recipe.setdefault("pretrain_restarts", Recipe.pretrain_restarts)
   return found
 
 
@@ -401,17 +440,33 @@ def build_records(stages, opts, layout, report, spm_prefix):
   return outputs
 
 
-def pretrain(stages, opts, layout, records, spm_prefix):
+def attempt_seed(recipe, attempt):
+  """run_pretraining.py's --seed for the `attempt`-th run (0 the first; a
+  restart after a collapse takes the next seed), or None: unseeded."""
+  return recipe.pretrain_seed + attempt if recipe.pretrain_seed else None
+
+
+def pretrain(stages, opts, layout, records, spm_prefix, seed=None,
+             stop_at=None):
+  """Stage 4: run_pretraining.py, to the end or (`stop_at`) part-way
+  through the schedule; returns the checkpoint it ends with."""
   r = opts.recipe
-  checkpoint = os.path.join(layout.pretrain,
-                            "model.ckpt-%d" % r.pretrain_steps)
-  results = layout.pretrain_results
-  stages.run("Pretrain the small ALBERT (LAMB, %d steps)" % r.pretrain_steps, [
+  end = stop_at or r.pretrain_steps
+  checkpoint = os.path.join(layout.pretrain, "model.ckpt-%d" % end)
+  if stop_at:
+    title = "Pretrain to step %d of %d, then check" % (stop_at,
+                                                      r.pretrain_steps)
+    done = layout.early_attention(stop_at)
+  else:
+    title = "Pretrain the small ALBERT (LAMB, %d steps)" % r.pretrain_steps
+    done = layout.pretrain_results
+  stages.run(title, [
       sys.executable, "run_pretraining.py",
       "--albert_config_file=" + layout.config_file,
       "--input_file=" + ",".join(records),
       "--spm_model_file=" + spm_prefix + ".model",
-      "--output_dir=" + layout.pretrain, "--do_train", "--do_eval",
+      "--output_dir=" + layout.pretrain, "--do_train"] + (
+          ["--stop_at_step=%d" % stop_at] if stop_at else ["--do_eval"]) + [
       "--train_batch_size=%d" % r.pretrain_batch_size,
       "--eval_batch_size=64", "--optimizer=lamb",
       "--learning_rate=%g" % r.pretrain_learning_rate,
@@ -423,24 +478,58 @@ def pretrain(stages, opts, layout, records, spm_prefix):
       "--iterations_per_loop=100",
       "--max_eval_steps=%d" % PRETRAIN_EVAL_BATCHES,
       "--precision=" + r.precision] + (
-          ["--seed=%d" % r.pretrain_seed] if r.pretrain_seed else []),
-      results, name="pretrain")
+          ["--seed=%d" % seed] if seed else []),
+      done, name="pretrain")
   return checkpoint
 
 
-def check_attention(stages, opts, layout, records, checkpoint):
-  """Stage 4b: `bio.experiments.attention` on the pretrained model; says
-  whether its attention collapsed (the way a run stalls on the masked-LM
-  plateau, README section 9)."""
-  stages.run("Check the pretrained model's attention", [
+def check_attention(stages, opts, layout, records, checkpoint, output=None,
+                    title="Check the pretrained model's attention"):
+  """Stage 4b: `bio.experiments.attention` on a pretraining checkpoint;
+  says whether its attention collapsed (the way a run stalls on the
+  masked-LM plateau, README section 9). Returns the collapsed heads."""
+  output = output or layout.attention
+  stages.run(title, [
       sys.executable, "-m", "bio.experiments.attention",
       "--albert_config_file=" + layout.config_file,
       "--init_checkpoint=" + checkpoint,
       "--input_file=" + records[0],
       "--max_seq_length=%d" % opts.recipe.max_seq_length,
-      "--output_file=" + layout.attention], layout.attention,
-             name="attention")
-  stages.say("    attention: " + _load_json(layout.attention)["verdict"])
+      "--output_file=" + output], output, name="attention")
+  found = _load_json(output)
+  stages.say("    attention: " + found["verdict"])
+  return found["collapsed"]
+
+
+def pretrain_until_healthy(stages, opts, layout, records, spm_prefix):
+  """Stage 4 with --pretrain_check_step: each run stops at that step for an
+  attention check; a collapsed run is moved aside (pretrain-collapsed-N/)
+  and pretraining starts again with the next seed, at most
+  --pretrain_restarts times; a healthy run (or the last allowed) goes on
+  to the end. Returns the final checkpoint."""
+  r = opts.recipe
+  step = r.pretrain_check_step
+  while True:
+    attempt = len(layout.collapsed_runs())
+    seed = attempt_seed(r, attempt)
+    if not step or os.path.exists(layout.pretrain_results):
+      break
+    early = pretrain(stages, opts, layout, records, spm_prefix, seed,
+                     stop_at=step)
+    collapsed = check_attention(
+        stages, opts, layout, records, early, layout.early_attention(step),
+        title="Check the attention at step %d" % step)
+    if not collapsed:
+      break
+    if attempt >= r.pretrain_restarts:
+      stages.say("    collapsed, and no restart left (--pretrain_restarts="
+                 "%d): pretraining goes on" % r.pretrain_restarts)
+      break
+    os.rename(layout.pretrain, layout.collapsed_run(attempt + 1))
+    stages.say("    collapsed: kept in %s; pretraining starts again%s" % (
+        layout.collapsed_run(attempt + 1),
+        " with --seed=%d" % attempt_seed(r, attempt + 1) if seed else ""))
+  return pretrain(stages, opts, layout, records, spm_prefix, seed)
 
 
 def ner_argv(opts, layout, dataset, arm, seed, spm_prefix, checkpoint):
@@ -569,10 +658,19 @@ def _pct(mean_and_sd, runs):
   return "%.1f ± %.1f" % (100 * mean_and_sd[0], 100 * mean_and_sd[1])
 
 
-def pretrained_checks(layout):
+def pretrained_checks(layout, recipe):
   """The pretrained model's own eval (masked-LM accuracy and loss) and its
-  attention check, as far as they exist."""
+  attention check, as far as they exist; the runs restarted after an early
+  collapse, and the seed of the one kept."""
   out = {}
+  collapsed = layout.collapsed_runs()
+  if collapsed:
+    out["restarts"] = [
+        {"run": os.path.basename(d), "seed": attempt_seed(recipe, i),
+         "verdict": _load_json(layout.early_attention(
+             recipe.pretrain_check_step, d))["verdict"]}
+        for i, d in enumerate(collapsed)]
+  out["seed"] = attempt_seed(recipe, len(collapsed))
   if os.path.exists(layout.pretrain_results):
     with open(layout.pretrain_results, encoding="utf-8") as f:
       for line in f:
@@ -586,6 +684,21 @@ def pretrained_checks(layout):
   return out
 
 
+def _restarts_line(recipe, checks):
+  restarts = checks.get("restarts")
+  if not restarts:
+    return None
+  return ("Pretraining restarted %d time%s: at step %d the attention of %s "
+          "had collapsed (%s); the run reported is %s." % (
+              len(restarts), "" if len(restarts) == 1 else "s",
+              recipe.pretrain_check_step, ", ".join(
+                  "the run with seed %d" % x["seed"] if x["seed"] else
+                  "an unseeded run" for x in restarts),
+              "; ".join(x["verdict"].rstrip(".") for x in restarts),
+              "seed %d" % checks["seed"] if checks.get("seed") else
+              "unseeded"))
+
+
 def _pretrained_line(checks):
   parts = []
   if "masked_lm_accuracy" in checks and "masked_lm_loss" in checks:
@@ -596,9 +709,20 @@ def _pretrained_line(checks):
   if "attention" in checks:
     parts.append("attention: " + checks["attention"].rstrip(".") + (
         "; the run stalled on the masked-LM plateau: try another "
-        "--pretrain_seed or a lower --pretrain_learning_rate (README, "
+        "--pretrain_seed, --pretrain_check_step (restart a run that "
+        "collapses early) or a lower --pretrain_learning_rate (README, "
         "section 9)" if checks["collapsed_heads"] else ""))
   return ("Pretrained model: %s." % "; ".join(parts)) if parts else None
+
+
+def _seed_text(recipe, checks):
+  seed = checks.get("seed", attempt_seed(recipe, 0))
+  text = "seed %d" % seed if seed else "unseeded"
+  if recipe.pretrain_check_step:
+    text += ", attention checked at step %d (up to %d restart%s)" % (
+        recipe.pretrain_check_step, recipe.pretrain_restarts,
+        "" if recipe.pretrain_restarts == 1 else "s")
+  return text
 
 
 def markdown(opts, summary, corpus_check, pretrained=None):
@@ -626,7 +750,7 @@ def markdown(opts, summary, corpus_check, pretrained=None):
           r.embedding_size, r.hidden_size, r.num_hidden_layers,
           r.vocab_size, r.pretrain_steps,
           r.pretrain_batch_size, r.pretrain_learning_rate, r.max_seq_length,
-          "seed %d" % r.pretrain_seed if r.pretrain_seed else "unseeded",
+          _seed_text(r, pretrained or {}),
           r.ner_steps, r.ner_batch_size, r.ner_learning_rate,
           r.ner_max_seq_length, r.ner_dropout,
           r.ner_warmup(), r.ner_eval_every, r.ner_decode, r.precision),
@@ -641,9 +765,10 @@ def markdown(opts, summary, corpus_check, pretrained=None):
       "sentences of %s appear as a corpus line." % (
           corpus_check["found"], corpus_check["checked"],
           ", ".join(opts.excluded()))]
-  line = _pretrained_line(pretrained or {})
-  if line:
-    lines.append(line)
+  for line in (_restarts_line(r, pretrained or {}),
+               _pretrained_line(pretrained or {})):
+    if line:
+      lines.append(line)
   lines.append("")
   return "\n".join(lines)
 
@@ -703,7 +828,7 @@ def plot(summary, path):
 def write_report(opts, layout, stages):
   summary = summarize(opts, layout)
   check = verify_corpus(layout, opts)
-  pretrained = pretrained_checks(layout)
+  pretrained = pretrained_checks(layout, opts.recipe)
   text = markdown(opts, summary, check, pretrained)
   file_utils.atomic_write(layout.join(RESULTS_MD), text)
   file_utils.atomic_write_json(layout.join(RESULTS_JSON), {
@@ -730,7 +855,8 @@ def prepare_pretrained(stages, opts, layout):
   report = build_corpus(stages, opts, layout)
   spm_prefix = train_vocabulary(stages, opts, layout)
   records = build_records(stages, opts, layout, report, spm_prefix)
-  checkpoint = pretrain(stages, opts, layout, records, spm_prefix)
+  checkpoint = pretrain_until_healthy(stages, opts, layout, records,
+                                      spm_prefix)
   check_attention(stages, opts, layout, records, checkpoint)
   return spm_prefix, checkpoint
 

@@ -861,6 +861,55 @@ def test_resumed_seeded_run_skips_what_it_read(tmp_path, pretraining_records):
   assert _checkpoint_values(str(tmp_path / "run"))["global_step"] == 4
 
 
+def test_stop_at_step_then_continue_equals_one_run(tmp_path,
+                                                   pretraining_records):
+  """A seeded run stopped at step 2 of a 4-step schedule, then continued
+  with the same flags, ends with the weights of one uninterrupted run (the
+  tiny config has no dropout, whose masks would not repeat across a
+  restart)."""
+  common = ["--albert_config_file=" + TINY_CONFIG,
+            "--input_file=" + pretraining_records,
+            "--max_seq_length=%d" % SEQ_LEN,
+            "--max_predictions_per_seq=%d" % MAX_PRED,
+            "--train_batch_size=8", "--num_warmup_steps=1",
+            "--optimizer=lamb", "--learning_rate=0.01",
+            "--num_train_steps=4", "--iterations_per_loop=10", "--seed=7"]
+  whole = _start_script(*common, "--output_dir=" + str(tmp_path / "whole"))
+  rc, log = _run_script(*common, "--output_dir=" + str(tmp_path / "parts"),
+                        "--stop_at_step=2")
+  assert rc == 0, log[-5000:]
+  assert "Stopping at step 2 of the 4-step schedule" in log
+  assert _checkpoint_values(str(tmp_path / "parts"))["global_step"] == 2
+  rc, log = _run_script(*common, "--output_dir=" + str(tmp_path / "parts"))
+  assert rc == 0, log[-5000:]
+  assert "skipping the 2 batches it has read" in log
+  rc, log = _finish(whole)
+  assert rc == 0, log[-5000:]
+  parts, one = (_checkpoint_values(str(tmp_path / n))
+                for n in ("parts", "whole"))
+  assert parts["global_step"] == one["global_step"] == 4
+  weights = [n for n in one if n.startswith(("bert/", "cls/"))]
+  assert len(weights) > 20
+  for name in weights:
+    np.testing.assert_allclose(parts[name], one[name], rtol=1e-5, atol=1e-6,
+                               err_msg=name)
+
+
+def test_stop_at_step_outside_the_schedule_is_refused(tmp_path,
+                                                       pretraining_records):
+  rc, log = _run_script("--albert_config_file=" + TINY_CONFIG,
+                        "--input_file=" + pretraining_records,
+                        "--output_dir=" + str(tmp_path / "out"),
+                        "--max_seq_length=%d" % SEQ_LEN,
+                        "--max_predictions_per_seq=%d" % MAX_PRED,
+                        "--num_train_steps=4", "--stop_at_step=5")
+  assert rc != 0
+  assert ("--stop_at_step=5 must be between 1 and --num_train_steps=4"
+          in log.strip().splitlines()[-1])
+  assert "Traceback" not in log
+  assert not os.path.exists(str(tmp_path / "out"))
+
+
 def test_init_checkpoint_restores_encoder_and_heads(script_runs):
   log = script_runs["init_log"]
   # Every trainable variable is logged, marked as restored or fresh.

@@ -120,14 +120,15 @@ def test_other_settings_are_refused(tmp_path):
 
 def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
   # What an experiment.json held before the depth, the fine-tuning
-  # sequence length, dropout, decoder, task repeat, width and pretraining
-  # seed were recipe fields (4 layers, one sequence length, no dropout,
-  # argmax, the task text once, SMALL_CONFIG's width, unseeded).
+  # sequence length, dropout, decoder, task repeat, width, pretraining
+  # seed and early attention check were recipe fields (4 layers, one
+  # sequence length, no dropout, argmax, the task text once, SMALL_CONFIG's
+  # width, unseeded, no check).
   opts = gain.ExperimentOptions(output_dir=str(tmp_path))
   old = opts.settings()
   for field in ("num_hidden_layers", "ner_max_seq_length", "ner_dropout",
                 "ner_decode", "task_repeat", "hidden_size", "embedding_size",
-                "pretrain_seed"):
+                "pretrain_seed", "pretrain_check_step", "pretrain_restarts"):
     del old["recipe"][field]
   assert old["config"] == gain.SMALL_CONFIG
   with open(os.path.join(opts.output_dir, gain.SETTINGS_FILE), "w") as f:
@@ -140,7 +141,9 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
                           ({"task_repeat": 4}, "task_repeat"),
                           ({"hidden_size": 256}, "hidden_size"),
                           ({"embedding_size": 128}, "embedding_size"),
-                          ({"pretrain_seed": 5}, "pretrain_seed")]:
+                          ({"pretrain_seed": 5}, "pretrain_seed"),
+                          ({"pretrain_check_step": 100},
+                           "pretrain_check_step")]:
     with pytest.raises(gain.ExperimentError, match=message):
       gain.check_settings(dataclasses.replace(
           opts, recipe=gain.Recipe(**change)))
@@ -153,7 +156,11 @@ def test_experiment_json_from_before_a_recipe_field_still_matches(tmp_path):
                             "positive, not -1"),
     ({"hidden_size": 130}, "--hidden_size=130, --embedding_size=64: "
                            "hidden_size must be a positive multiple of the 4"),
-    ({"embedding_size": 0}, "embedding_size at least 1")])
+    ({"embedding_size": 0}, "embedding_size at least 1"),
+    ({"pretrain_check_step": 8000}, "--pretrain_check_step=8000 must be 0 "
+                                    r".no early check. or between 1 and "
+                                    "--pretrain_steps=8000"),
+    ({"pretrain_restarts": -1}, "--pretrain_restarts must be 0 or more")])
 def test_bad_recipe_values_are_refused(tmp_path, change, message):
   opts = gain.ExperimentOptions(output_dir=str(tmp_path),
                                 recipe=gain.Recipe(**change))
@@ -216,7 +223,7 @@ def _run(out, data, *extra):
        "--dupe_factor=1", "--max_seq_length=32", "--ner_max_seq_length=48",
        "--num_hidden_layers=2", "--ner_dropout=0.1", "--ner_decode=viterbi",
        "--max_predictions_per_seq=5", "--task_repeat=2", "--pretrain_seed=3",
-       *extra],
+       "--pretrain_check_step=1", "--pretrain_restarts=0", *extra],
       cwd=ROOT, capture_output=True, text=True, timeout=900,
       env=dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2"))
 
@@ -267,9 +274,21 @@ def test_tiny_end_to_end_then_resume(fake_data, tmp_path):
   assert "The training text of NCBI-disease is in it 2 times" in text
   pretrain_cmd = [line for line in proc.stdout.splitlines()
                   if "run_pretraining.py" in line]
-  assert pretrain_cmd and "--max_seq_length=32 " in pretrain_cmd[0]
-  assert pretrain_cmd[0].endswith(" --seed=3")
-  assert "sequence 32, seed 3;" in text
+  assert len(pretrain_cmd) == 2
+  assert "--max_seq_length=32 " in pretrain_cmd[0]
+  assert all(c.endswith(" --seed=3") for c in pretrain_cmd)
+  # Stopped at step 1 for the attention check, then continued to the end.
+  assert " --stop_at_step=1 " in pretrain_cmd[0]
+  assert "--stop_at_step" not in pretrain_cmd[1]
+  with open(os.path.join(out, "pretrain", "attention-1.json")) as f:
+    early = json.load(f)
+  assert early["checkpoint"].endswith("pretrain/model.ckpt-1")
+  assert "Check the attention at step 1" in proc.stdout
+  if early["collapsed"]:
+    assert "no restart left (--pretrain_restarts=0)" in proc.stdout
+  assert not os.path.exists(os.path.join(out, "pretrain-collapsed-1"))
+  assert ("sequence 32, seed 3, attention checked at step 1 (up to 0 "
+          "restarts);" in text)
   # The pretrained model's own eval and its attention check are reported.
   with open(os.path.join(out, "pretrain", "eval_results.txt")) as f:
     evals = dict(line.strip().split(" = ") for line in f if " = " in line)
@@ -335,3 +354,109 @@ def test_report_line_of_the_pretrained_model():
                    "0,3", "collapsed_heads": 4})
   assert stalled.startswith("Pretrained model: attention: 4 of 8 heads")
   assert "stalled on the masked-LM plateau" in stalled
+
+
+class _FakeStages(object):
+  """Stands in for `stages.Stages`: a pretraining stage makes its
+  checkpoint, an attention check writes the next scripted verdict."""
+
+  def __init__(self, layout, verdicts):
+    self.layout = layout
+    self.verdicts = list(verdicts)
+    self.commands = []
+    self.said = []
+
+  def say(self, text):
+    self.said.append(text)
+
+  def run(self, title, argv, done, name=None):
+    del title, name
+    self.commands.append(argv)
+    if os.path.exists(done):
+      return False
+    flag = dict(a[2:].split("=", 1) for a in argv if a.startswith("--") and
+                "=" in a)
+    if "run_pretraining.py" in argv:
+      os.makedirs(flag["output_dir"], exist_ok=True)
+      step = flag.get("stop_at_step", flag["num_train_steps"])
+      open(os.path.join(flag["output_dir"], "model.ckpt-%s.index" % step),
+           "w").close()
+      if "stop_at_step" not in flag:
+        open(done, "w").close()
+    else:
+      collapsed = self.verdicts.pop(0)
+      with open(flag["output_file"], "w") as f:
+        json.dump({"checkpoint": flag["init_checkpoint"],
+                   "collapsed": [[0, h] for h in range(collapsed)],
+                   "verdict": "%d collapsed." % collapsed if collapsed else
+                              "no head collapsed."}, f)
+    return True
+
+
+def _pretrain_with(tmp_path, verdicts, restarts=2, seed=5):
+  recipe = gain.Recipe(pretrain_steps=10, pretrain_check_step=4,
+                       pretrain_restarts=restarts, pretrain_seed=seed)
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path), recipe=recipe)
+  layout = gain.Layout(str(tmp_path))
+  stages = _FakeStages(layout, verdicts)
+  checkpoint = gain.pretrain_until_healthy(stages, opts, layout, ["r"], "v")
+  return opts, layout, stages, checkpoint
+
+
+def _seeds(stages):
+  return [[a for a in argv if a.startswith(("--seed", "--stop_at_step"))]
+          for argv in stages.commands if "run_pretraining.py" in argv]
+
+
+def test_collapsed_runs_are_kept_aside_and_restarted_with_the_next_seed(
+    tmp_path):
+  opts, layout, stages, checkpoint = _pretrain_with(tmp_path, [3, 1, 0])
+  assert checkpoint == os.path.join(layout.pretrain, "model.ckpt-10")
+  assert _seeds(stages) == [["--stop_at_step=4", "--seed=5"],
+                            ["--stop_at_step=4", "--seed=6"],
+                            ["--stop_at_step=4", "--seed=7"], ["--seed=7"]]
+  assert layout.collapsed_runs() == [layout.collapsed_run(1),
+                                     layout.collapsed_run(2)]
+  # Each kept run still holds its early checkpoint and its verdict.
+  assert os.path.exists(os.path.join(layout.collapsed_run(2),
+                                     "model.ckpt-4.index"))
+  checks = gain.pretrained_checks(layout, opts.recipe)
+  assert checks["seed"] == 7
+  assert [(r["seed"], r["verdict"]) for r in checks["restarts"]] == [
+      (5, "3 collapsed."), (6, "1 collapsed.")]
+  line = gain._restarts_line(opts.recipe, checks)
+  assert line == ("Pretraining restarted 2 times: at step 4 the attention "
+                  "of the run with seed 5, the run with seed 6 had collapsed "
+                  "(3 collapsed; 1 collapsed); the run reported is seed 7.")
+  # A re-run finds the finished run and starts nothing.
+  again = _FakeStages(layout, [])
+  gain.pretrain_until_healthy(again, opts, layout, ["r"], "v")
+  assert _seeds(again) == [["--seed=7"]]
+  assert layout.collapsed_runs() == [layout.collapsed_run(1),
+                                     layout.collapsed_run(2)]
+
+
+def test_restarts_stop_at_the_limit_and_the_run_goes_on(tmp_path):
+  _, layout, stages, _ = _pretrain_with(tmp_path, [2, 2], restarts=1)
+  assert _seeds(stages) == [["--stop_at_step=4", "--seed=5"],
+                            ["--stop_at_step=4", "--seed=6"], ["--seed=6"]]
+  assert layout.collapsed_runs() == [layout.collapsed_run(1)]
+  assert any("no restart left (--pretrain_restarts=1)" in s
+             for s in stages.said)
+
+
+def test_a_healthy_early_check_continues_the_same_run(tmp_path):
+  _, layout, stages, _ = _pretrain_with(tmp_path, [0], seed=0)
+  # Unseeded: no --seed; the continuation has the same flags, no stop.
+  assert _seeds(stages) == [["--stop_at_step=4"], []]
+  assert layout.collapsed_runs() == []
+
+
+def test_no_early_check_by_default(tmp_path):
+  recipe = gain.Recipe(pretrain_steps=10)
+  opts = gain.ExperimentOptions(output_dir=str(tmp_path), recipe=recipe)
+  layout = gain.Layout(str(tmp_path))
+  stages = _FakeStages(layout, [])
+  gain.pretrain_until_healthy(stages, opts, layout, ["r"], "v")
+  assert _seeds(stages) == [[]]
+  assert "restarts" not in gain.pretrained_checks(layout, recipe)
