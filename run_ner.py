@@ -4,6 +4,12 @@ r"""Fine-tunes ALBERT for biomedical NER, selects on dev, tests, predicts.
     --spm_model_file=SPM.model --init_checkpoint=MODEL.ckpt \
     --output_dir=OUT --do_train --do_eval --do_predict
 
+Then, as BioBERT's final runs, train on train and dev together for the
+number of steps dev chose, and test the last checkpoint:
+
+  python run_ner.py ... --output_dir=OUT2 --train_split=train_dev \
+    --train_step=N --do_train --do_predict
+
 Flag defaults are the paper's Table III. The work is done by
 bio.ner.runner (see its docstring for the outputs); a user error (bad
 flags or input files, a busy or mismatched --output_dir) is one line on

@@ -695,8 +695,11 @@ def _restarts_line(recipe, checks):
                   "the run with seed %d" % x["seed"] if x["seed"] else
                   "an unseeded run" for x in restarts),
               "; ".join(x["verdict"].rstrip(".") for x in restarts),
-              "seed %d" % checks["seed"] if checks.get("seed") else
-              "unseeded"))
+              _seed_name(checks.get("seed"))))
+
+
+def _seed_name(seed):
+  return "seed %d" % seed if seed else "unseeded"
 
 
 def _pretrained_line(checks):
@@ -716,8 +719,7 @@ def _pretrained_line(checks):
 
 
 def _seed_text(recipe, checks):
-  seed = checks.get("seed", attempt_seed(recipe, 0))
-  text = "seed %d" % seed if seed else "unseeded"
+  text = _seed_name(checks.get("seed", attempt_seed(recipe, 0)))
   if recipe.pretrain_check_step:
     text += ", attention checked at step %d (up to %d restart%s)" % (
         recipe.pretrain_check_step, recipe.pretrain_restarts,

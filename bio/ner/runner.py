@@ -12,6 +12,11 @@ The orchestration behind `run_ner.py` (and `bio.ner.run_all`):
    not a candidate.
 3. Predict the test set with the selected checkpoint.
 
+--train_split=train_dev trains on the train and dev sentences together, as
+BioBERT's final runs (its train_dev.tsv, else train.tsv then the dev
+file): dev can then not choose a checkpoint, so --do_eval is refused and
+the last one is tested. Choose --train_step on a train-only run first.
+
 Dev and test words are labelled from the predicted label probabilities by
 --decode (bio.ner.decoding: argmax, IOB2-constrained Viterbi, or a learned
 CRF's Viterbi); the decoder is recorded in dev_results.json and
@@ -55,6 +60,9 @@ class NerRunError(ValueError):
   """A problem with the flags or inputs of a run (reported without a trace)."""
 
 
+TRAIN_SPLITS = ("train", "train_dev")
+
+
 # What the command-line tools report as one line, without a trace.
 USER_ERRORS = (iob.NerFormatError, NerRunError, FileNotFoundError,
                file_utils.DirLockedError)
@@ -88,6 +96,7 @@ class NerOptions:
   training: precision.TrainingOptions = precision.TrainingOptions()
   length_bucketing: bool = True
   decode: str = "argmax"
+  train_split: str = "train"
 
   def length_aware(self):
     """Length-bucketed training and length-sorted, batch-padded dev/test
@@ -123,6 +132,13 @@ def define_flags(flag_values=flags.FLAGS):
       "Start afresh: remove the files an earlier run_ner.py run wrote in "
       "--output_dir (nothing else) before training.", **kw)
   flags.DEFINE_bool("do_train", False, "Fine-tune on the train split.", **kw)
+  flags.DEFINE_enum(
+      "train_split", "train", list(TRAIN_SPLITS),
+      "What --do_train trains on: train, or train_dev (the train and dev "
+      "sentences: the dataset's train_dev.tsv, else train then dev, as "
+      "BioBERT's final runs). train_dev leaves no dev set to select on, so "
+      "it excludes --do_eval and the last checkpoint is tested: choose "
+      "--train_step on a train run first.", **kw)
   flags.DEFINE_bool(
       "do_eval", False,
       "Evaluate every checkpoint on dev and select the best by entity F1.",
@@ -210,8 +226,14 @@ class _Inputs(object):
                                 dataset=opts.dataset)
     self.paths = {split: iob.split_path(self.data_dir, split)
                   for split in self.splits}
+    self.train_split = opts.train_split
+    self.train_files = [self.paths.get(opts.train_split)]
+    if opts.train_split == "train_dev" and "train_dev" not in self.splits:
+      # What BioBERT's train_dev.tsv files hold: train, then dev.
+      self.splits["train_dev"] = self.splits["train"] + self.splits["dev"]
+      self.train_files = [self.paths["train"], self.paths["dev"]]
 
-    train_labels = iob.get_label_list(self.splits["train"])
+    train_labels = iob.get_label_list(self.splits[opts.train_split])
     self.label_list = (None if opts.overwrite else
                        run_dir.read_label_list(opts.output_dir))
     if self.label_list is None:
@@ -221,7 +243,7 @@ class _Inputs(object):
           "%s holds labels %s but the training data %s has %s: use a fresh "
           "--output_dir for a different dataset" %
           (os.path.join(opts.output_dir, run_dir.LABEL_MAP_FILE),
-           self.label_list, self.paths["train"], train_labels))
+           self.label_list, " + ".join(self.train_files), train_labels))
     self.label_map = {label: i for i, label in enumerate(self.label_list)}
 
     try:
@@ -249,7 +271,8 @@ class _Inputs(object):
   def features(self, split):
     return ner_features.convert_sentences(
         self.splits[split], self.label_map, self.opts.max_seq_length,
-        self.encoder, allow_unknown_labels=(split != "train"), name=split)
+        self.encoder, allow_unknown_labels=(split != self.train_split),
+        name=split)
 
 
 def _abs(path):
@@ -273,7 +296,8 @@ def run_settings(opts, inputs, init_checkpoint):
       "collapse_types": opts.collapse_types,
       "dataset": opts.dataset,
       "data_dir": _abs(inputs.data_dir),
-      "train_file": _abs(inputs.paths["train"]),
+      "train_file": " + ".join(_abs(p) for p in inputs.train_files),
+      "train_split": opts.train_split,
       "init_checkpoint": _abs(init_checkpoint),
       "learning_rate": opts.learning_rate,
       "train_step": opts.train_step,
@@ -345,6 +369,12 @@ def check_options(opts):
                       "--gradient_accumulation_steps")
   if opts.overwrite and not opts.do_train:
     raise NerRunError("--overwrite starts a run afresh: it needs --do_train")
+  if opts.train_split == "train_dev" and opts.do_eval:
+    raise NerRunError(
+        "--train_split=train_dev trains on the dev sentences, so dev cannot "
+        "choose a checkpoint: drop --do_eval (the last checkpoint is "
+        "tested), with a --train_step chosen on dev by a --train_split=train "
+        "run")
 
 
 def _encoder_shapes(albert_config):
@@ -678,9 +708,15 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
   results = ner_metrics.evaluate(gold, predicted)
   summary = summarize(results)
   num_tokens = sum(len(s.tokens) for s in sentences)
+  # The model may come from an earlier run_ner.py call: its record says
+  # what it was trained on.
+  trained = run_dir.read_run_config(opts.output_dir).get(
+      run_dir.SETTINGS_KEY) or {}
+  train_split = trained.get("train_split", "train")
   header = [
       "# BioALBERT NER test results",
       "test file: %s" % inputs.paths["test"],
+      "trained on: %s (%s)" % (train_split, trained.get("train_file")),
       "checkpoint: %s" % checkpoint,
       "decode: %s" % opts.decode,
       "sentences: %d, tokens: %d" % (len(sentences), num_tokens),
@@ -698,7 +734,8 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
       os.path.join(opts.output_dir, "test_results.txt"),
       "\n".join(header) + ner_metrics.format_results(results) + "\n")
   payload = {"test_file": inputs.paths["test"], "checkpoint": checkpoint,
-             "sentences": len(sentences), "tokens": num_tokens}
+             "train_split": train_split, "sentences": len(sentences),
+             "tokens": num_tokens}
   payload.update(summary)
   payload.update(extra)
   payload["results"] = results
@@ -736,7 +773,7 @@ def run(opts):
   init_checkpoint = check_init_checkpoint(opts, inputs.albert_config)
   check_run_dir(opts, inputs, init_checkpoint)
   features = {split: inputs.features(split) for split, wanted in (
-      ("train", opts.do_train), ("dev", opts.do_eval),
+      (opts.train_split, opts.do_train), ("dev", opts.do_eval),
       ("test", opts.do_predict)) if wanted}
   with file_utils.DirLock(opts.output_dir, warn=logging.warning):
     _start_run_dir(opts, inputs, init_checkpoint)
@@ -824,12 +861,14 @@ def _run_locked(opts, inputs, init_checkpoint, features):
     selector = _make_selector(opts, inputs, features["dev"], dev_estimator)
   if opts.do_train:
     train_file = os.path.join(opts.output_dir, "train.tf_record")
-    ner_features.write_tfrecord(features["train"], train_file)
-    logging.info("training: %d sentences, %d features, %d steps of batch %d",
-                 len(inputs.splits["train"]), len(features["train"]),
+    train_features = features[opts.train_split]
+    ner_features.write_tfrecord(train_features, train_file)
+    logging.info("training on %s: %d sentences, %d features, %d steps of "
+                 "batch %d", " + ".join(inputs.train_files),
+                 len(inputs.splits[opts.train_split]), len(train_features),
                  opts.train_step, opts.train_batch_size)
     summary.update(train(opts, train_estimator, train_file,
-                         len(features["train"]), selector))
+                         len(train_features), selector))
   elif selector is not None:
     selector.evaluate_new()
   checkpoint = _choose_checkpoint(opts, selector, summary)

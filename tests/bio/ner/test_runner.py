@@ -4,6 +4,7 @@ The end-to-end run (tiny config, SentencePiece trained here, random encoder
 checkpoint, 200 steps, checkpoints at 100 and 200) runs once in a
 subprocess; several tests read its outputs.
 """
+import dataclasses
 import glob
 import json
 import os
@@ -477,7 +478,6 @@ def test_model_fn_crf_head(tiny_config, encoder_ckpt):
 
 def _opts(data_dir, out, **overrides):
   """A NerOptions for a tiny run; tokenizer and TPU fields given flat."""
-  import dataclasses  # pylint: disable=g-import-not-at-top
   from albert import common_flags  # pylint: disable=g-import-not-at-top
   from albert import estimator_utils  # pylint: disable=g-import-not-at-top
   from bio.ner import runner  # pylint: disable=g-import-not-at-top
@@ -661,6 +661,84 @@ def test_flag_errors(ncbi_slice, spm_model, tmp_path):
                          do_train=False, do_eval=False))
 
 
+# ---------------------------------------------------------------------------
+# --train_split=train_dev
+
+
+def _record_input_ids(path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  ids = []
+  for raw in tf.data.TFRecordDataset(path):
+    example = tf.train.Example.FromString(raw.numpy())
+    ids.append(list(example.features.feature["input_ids"].int64_list.value))
+  return ids
+
+
+def test_train_dev_trains_on_train_then_dev_and_tests_the_last_checkpoint(
+    ncbi_slice, spm_model, tmp_path):
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  data = ncbi_slice
+  out = str(tmp_path / "out")
+  opts = _opts(data, out, spm_model_file=spm_model, do_eval=False,
+               train_split="train_dev")
+  runner.run(opts)
+  # The training records are the train windows, then the dev windows.
+  split_inputs = runner._Inputs(  # pylint: disable=protected-access
+      dataclasses.replace(opts, train_split="train", do_train=False))
+  expected = [f.input_ids for split in ("train", "dev")
+              for f in split_inputs.features(split)]
+  assert _record_input_ids(os.path.join(out, "train.tf_record")) == expected
+  assert len(expected) >= sum(len(read_blocks(os.path.join(data, n)))
+                              for n in ("train.tsv", "devel.tsv"))
+  # No dev selection: the last checkpoint is tested, and the results say
+  # what the model was trained on.
+  assert not os.path.exists(os.path.join(out, "dev_results.json"))
+  with open(os.path.join(out, "test_results.json")) as f:
+    payload = json.load(f)
+  assert (payload["train_split"], payload["step"]) == ("train_dev", 2)
+  assert "dev_f1" not in payload
+  with open(os.path.join(out, "test_results.txt")) as f:
+    assert "trained on: train_dev (%s + %s)\n" % (
+        os.path.join(data, "train.tsv"), os.path.join(data, "devel.tsv")) \
+        in f.read()
+  # The same directory does not take a train-only run.
+  before = {n: os.path.getmtime(os.path.join(out, n))
+            for n in os.listdir(out)}
+  with pytest.raises(runner.NerRunError, match=(
+      r"other settings \(train_file: .* there, .* now; train_split: "
+      r"'train_dev' there, 'train' now\)")):
+    runner.run(dataclasses.replace(opts, train_split="train"))
+  assert {n: os.path.getmtime(os.path.join(out, n))
+          for n in os.listdir(out)} == before
+
+
+def test_train_dev_file_is_used_when_the_dataset_has_one(ncbi_slice,
+                                                         spm_model, tmp_path):
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  data = str(tmp_path / "data")
+  _copy_slice(ncbi_slice, data)
+  blocks = read_blocks(os.path.join(data, "train.tsv"))[:30]
+  write_blocks(os.path.join(data, "train_dev.tsv"), blocks)
+  inputs = runner._Inputs(_opts(  # pylint: disable=protected-access
+      data, str(tmp_path / "out"), spm_model_file=spm_model, do_eval=False,
+      train_split="train_dev"))
+  assert inputs.train_files == [os.path.join(data, "train_dev.tsv")]
+  assert [s.tokens for s in inputs.splits["train_dev"]] == [
+      b[0] for b in blocks]
+
+
+def test_train_dev_with_dev_selection_is_refused(ncbi_slice, spm_model,
+                                                 tmp_path):
+  from bio.ner import runner  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "out")
+  with pytest.raises(runner.NerRunError, match=(
+      r"--train_split=train_dev trains on the dev sentences, so dev cannot "
+      r"choose a checkpoint: drop --do_eval")):
+    runner.run(_opts(ncbi_slice, out, spm_model_file=spm_model,
+                     train_split="train_dev"))
+  assert not os.path.exists(out)
+
+
 def test_run_all_ner_table(monkeypatch, tmp_path):
   from bio.ner import datasets  # pylint: disable=g-import-not-at-top
   from bio.ner import runner  # pylint: disable=g-import-not-at-top
@@ -715,6 +793,7 @@ def test_options_from_flags_keep_run_ner_names_and_defaults():
   assert opts.tokenizer.spm_model_file == "m" and opts.tokenizer.do_lower_case
   assert opts.output_dir == "/o" and opts.init_checkpoint == "c"
   assert opts.seed is None and not opts.overwrite
+  assert opts.train_split == "train"
   with pytest.raises(Exception):
     opts.train_step = 1  # frozen
 
