@@ -19,6 +19,10 @@ over the runs (the step column lists the selected steps).
 A dataset that is absent is listed as such; one whose run fails is reported
 (with its error) and the others still run; the exit status is non-zero if
 any run failed.
+
+With --train_split=train_dev each run trains on train and dev together for
+--train_step steps and tests its last checkpoint (no dev selection), as
+BioBERT's final runs.
 """
 import dataclasses
 import os
@@ -121,7 +125,9 @@ def _run_one(base_opts, name, rows, seeds=1):
   opts = dataclasses.replace(
       base_opts, dataset=name,
       output_dir=os.path.join(base_opts.output_dir, name), do_train=True,
-      do_eval=True, do_predict=True)
+      # Trained on dev too, a run has no dev to choose on: its last
+      # checkpoint is tested.
+      do_eval=base_opts.train_split == "train", do_predict=True)
   started = time.time()
   tests = []
   for run_opts in _seed_options(opts, seeds):

@@ -774,6 +774,12 @@ def test_run_all_ner_table(monkeypatch, tmp_path):
   assert lines[3].startswith("| BC2GM | GENE | - |")
   assert "not available" in lines[3]
   assert lines[4].startswith("| JNLPBA |") and "failed: boom / bad" in lines[4]
+  # Trained on dev too, a run has no dev selection.
+  calls.clear()
+  run_all.run_all(dataclasses.replace(base, train_split="train_dev"),
+                  ["NCBI-disease"])
+  assert calls == [("NCBI-disease",
+                    os.path.join(str(tmp_path), "NCBI-disease"), False)]
 
 
 def test_options_from_flags_keep_run_ner_names_and_defaults():
