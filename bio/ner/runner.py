@@ -226,7 +226,6 @@ class _Inputs(object):
                                 dataset=opts.dataset)
     self.paths = {split: iob.split_path(self.data_dir, split)
                   for split in self.splits}
-    self.train_split = opts.train_split
     self.train_files = [self.paths.get(opts.train_split)]
     if opts.train_split == "train_dev" and "train_dev" not in self.splits:
       # What BioBERT's train_dev.tsv files hold: train, then dev.
@@ -243,7 +242,7 @@ class _Inputs(object):
           "%s holds labels %s but the training data %s has %s: use a fresh "
           "--output_dir for a different dataset" %
           (os.path.join(opts.output_dir, run_dir.LABEL_MAP_FILE),
-           self.label_list, " + ".join(self.train_files), train_labels))
+           self.label_list, self.train_source(), train_labels))
     self.label_map = {label: i for i, label in enumerate(self.label_list)}
 
     try:
@@ -268,10 +267,14 @@ class _Inputs(object):
     self.encoder = ner_features.PieceEncoder(tokenizer,
                                                 opts.tokenizer.do_lower_case)
 
+  def train_source(self, path=lambda p: p):
+    """The training file(s) as one string ("train.tsv + devel.tsv")."""
+    return " + ".join(path(p) for p in self.train_files)
+
   def features(self, split):
     return ner_features.convert_sentences(
         self.splits[split], self.label_map, self.opts.max_seq_length,
-        self.encoder, allow_unknown_labels=(split != self.train_split),
+        self.encoder, allow_unknown_labels=(split != self.opts.train_split),
         name=split)
 
 
@@ -296,7 +299,7 @@ def run_settings(opts, inputs, init_checkpoint):
       "collapse_types": opts.collapse_types,
       "dataset": opts.dataset,
       "data_dir": _abs(inputs.data_dir),
-      "train_file": " + ".join(_abs(p) for p in inputs.train_files),
+      "train_file": inputs.train_source(_abs),
       "train_split": opts.train_split,
       "init_checkpoint": _abs(init_checkpoint),
       "learning_rate": opts.learning_rate,
@@ -864,7 +867,7 @@ def _run_locked(opts, inputs, init_checkpoint, features):
     train_features = features[opts.train_split]
     ner_features.write_tfrecord(train_features, train_file)
     logging.info("training on %s: %d sentences, %d features, %d steps of "
-                 "batch %d", " + ".join(inputs.train_files),
+                 "batch %d", inputs.train_source(),
                  len(inputs.splits[opts.train_split]), len(train_features),
                  opts.train_step, opts.train_batch_size)
     summary.update(train(opts, train_estimator, train_file,
