@@ -15,6 +15,7 @@ COMMANDS = {
     "bioalbert-run-pretraining": "run_pretraining",
     "bioalbert-run-ner": "run_ner",
     "bioalbert-run-all-ner": "bio.ner.run_all",
+    "bioalbert-ensemble-ner": "bio.ner.ensemble",
     "bioalbert-datasets": "bio.ner.datasets",
     "bioalbert-chemdner": "bio.ner.chemdner",
     "bioalbert-export-ner": "bio.serving.export",

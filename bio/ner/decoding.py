@@ -68,7 +68,8 @@ def iob2_constraints(label_list):
   return start_ok, allowed
 
 
-def _log(probs):
+def floored_log(probs):
+  """Natural logs of probabilities, floored (a zero stays finite)."""
   return np.log(np.maximum(np.asarray(probs, dtype=np.float64), _LOG_FLOOR))
 
 
@@ -110,7 +111,7 @@ def decode(word_probs, label_list, method="argmax", crf=None):
     if method == "argmax":
       ids = probs.argmax(axis=1)
     else:
-      ids = viterbi(_log(probs), start_ok, allowed,
+      ids = viterbi(floored_log(probs), start_ok, allowed,
                     crf if method == "crf" else None)
     out.append([label_list[int(i)] for i in ids])
   return out

@@ -212,7 +212,7 @@ def summarize(results):
 # Inputs
 
 
-class _Inputs(object):
+class RunInputs(object):
   """Everything read and checked before any output is written."""
 
   def __init__(self, opts):
@@ -445,7 +445,7 @@ def check_run_dir(opts, inputs, init_checkpoint):
       raise NerRunError("no fine-tuned checkpoint to evaluate in %s: run "
                         "with --do_train first" % opts.output_dir)
     if opts.do_predict and not opts.do_eval:
-      _select_without_dev(opts)
+      chosen_checkpoint(opts.output_dir)
 
 
 def _check_dev_decode(opts):
@@ -465,15 +465,14 @@ def _check_dev_decode(opts):
 # Prediction and dev selection
 
 
-def predict_sentences(estimator, features, sentences, input_file, checkpoint,
-                      id_to_label, name, order=None, decode="argmax"):
-  """Word-level predicted labels of `sentences` with `checkpoint`, decoded
-  from the label probabilities by `decode` (bio.ner.decoding).
+def predict_word_probs(estimator, features, sentences, input_file, checkpoint,
+                       name, order=None):
+  """Each sentence's label probabilities per word ([words, labels] rows)
+  predicted with `checkpoint`.
 
   `order` (from `write_padded_tfrecord`): the file holds the features in
   this order, length-sorted, and each batch is padded to its longest one.
   """
-  params = crf_params(checkpoint, decode)
   input_fn = ner_features.file_based_input_fn_builder(
       input_file, len(features[0].input_ids), is_training=False,
       drop_remainder=True, trim_to_batch=order is not None)
@@ -496,8 +495,17 @@ def predict_sentences(estimator, features, sentences, input_file, checkpoint,
                "(%.1f sentences/s)", name, len(sentences), len(features),
                os.path.basename(checkpoint), elapsed,
                len(sentences) / max(elapsed, 1e-9))
-  word_probs = ner_features.assemble_word_values(
+  return ner_features.assemble_word_values(
       in_file, predicted, [len(s.tokens) for s in sentences])
+
+
+def predict_sentences(estimator, features, sentences, input_file, checkpoint,
+                      id_to_label, name, order=None, decode="argmax"):
+  """Word-level predicted labels of `sentences` with `checkpoint`, decoded
+  from the label probabilities by `decode` (bio.ner.decoding)."""
+  params = crf_params(checkpoint, decode)
+  word_probs = predict_word_probs(estimator, features, sentences, input_file,
+                                  checkpoint, name, order)
   return decoding.decode(word_probs, id_to_label, decode, crf=params)
 
 
@@ -692,36 +700,52 @@ def train(opts, estimator, train_file, num_examples, selector=None):
   return timing
 
 
-def _select_without_dev(opts):
-  """The checkpoint to test when there is no dev selection in this run."""
-  best = run_dir.read_best_checkpoint(opts.output_dir)
+def chosen_checkpoint(output_dir):
+  """The checkpoint a run directory's model is tested with when this call
+  does no dev selection: the recorded choice, else the last fine-tuned."""
+  best = run_dir.read_best_checkpoint(output_dir)
   if best and tf.io.gfile.exists(best + ".index"):
     return best
-  found = [c for c in run_dir.list_checkpoints(opts.output_dir) if c[0] > 0]
+  found = [c for c in run_dir.list_checkpoints(output_dir) if c[0] > 0]
   if not found:
     raise NerRunError("no fine-tuned checkpoint in %s: run with --do_train "
-                      "first" % opts.output_dir)
+                      "first" % output_dir)
   return found[-1][1]
 
 
 def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
-  """test_results.txt/.json and test_predictions.txt, each atomically."""
-  sentences = inputs.splits["test"]
-  gold = [s.labels for s in sentences]
-  results = ner_metrics.evaluate(gold, predicted)
-  summary = summarize(results)
-  num_tokens = sum(len(s.tokens) for s in sentences)
+  """test_results.txt/.json and test_predictions.txt of a run, each
+  atomically."""
   # The model may come from an earlier run_ner.py call: its record says
   # what it was trained on.
   trained = run_dir.read_run_config(opts.output_dir).get(
       run_dir.SETTINGS_KEY) or {}
   train_split = trained.get("train_split", "train")
-  header = [
-      "# BioALBERT NER test results",
-      "test file: %s" % inputs.paths["test"],
+  described = [
       "trained on: %s (%s)" % (train_split, trained.get("train_file")),
       "checkpoint: %s" % checkpoint,
       "decode: %s" % opts.decode,
+  ]
+  extra = dict(extra, checkpoint=checkpoint, train_split=train_split)
+  return write_test_files(opts.output_dir, inputs.paths["test"],
+                          inputs.splits["test"], predicted, described, extra)
+
+
+def write_test_files(output_dir, test_path, sentences, predicted, described,
+                     extra):
+  """Scores `predicted` (labels per sentence) against the gold labels of
+  `sentences` and writes test_results.txt (`described`: lines saying what
+  predicted them), test_results.json (with `extra`) and
+  test_predictions.txt ("token gold predicted" lines), each atomically.
+  Returns the test_results.json payload."""
+  gold = [s.labels for s in sentences]
+  results = ner_metrics.evaluate(gold, predicted)
+  summary = summarize(results)
+  num_tokens = sum(len(s.tokens) for s in sentences)
+  header = [
+      "# BioALBERT NER test results",
+      "test file: %s" % test_path,
+  ] + list(described) + [
       "sentences: %d, tokens: %d" % (len(sentences), num_tokens),
       "",
       "overall (conlleval-compatible): precision %.4f recall %.4f f1 %.4f" % (
@@ -734,16 +758,15 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
       "",
   ]
   file_utils.atomic_write(
-      os.path.join(opts.output_dir, "test_results.txt"),
+      os.path.join(output_dir, "test_results.txt"),
       "\n".join(header) + ner_metrics.format_results(results) + "\n")
-  payload = {"test_file": inputs.paths["test"], "checkpoint": checkpoint,
-             "train_split": train_split, "sentences": len(sentences),
+  payload = {"test_file": test_path, "sentences": len(sentences),
              "tokens": num_tokens}
   payload.update(summary)
   payload.update(extra)
   payload["results"] = results
   file_utils.atomic_write(
-      os.path.join(opts.output_dir, "test_results.json"),
+      os.path.join(output_dir, "test_results.json"),
       json.dumps(payload, indent=2, default=float) + "\n")
   lines = []
   for sentence, labels in zip(sentences, predicted):
@@ -752,11 +775,11 @@ def write_test_outputs(opts, inputs, predicted, checkpoint, extra):
       lines.append("%s %s %s\n" % (token, gold_label, label))
     lines.append("\n")
   file_utils.atomic_write(
-      os.path.join(opts.output_dir, "test_predictions.txt"), "".join(lines))
+      os.path.join(output_dir, "test_predictions.txt"), "".join(lines))
   logging.info("test: P %.4f R %.4f F1 %.4f (strict F1 %.4f) -> %s",
                summary["conlleval_precision"], summary["conlleval_recall"],
                summary["conlleval_f1"], summary["strict_f1"],
-               os.path.join(opts.output_dir, "test_results.txt"))
+               os.path.join(output_dir, "test_results.txt"))
   return payload
 
 
@@ -772,7 +795,7 @@ def run(opts):
     precision.configure_cpu_replicas(opts.training)
   except precision.TrainingSetupError as e:
     raise NerRunError(str(e)) from e
-  inputs = _Inputs(opts)
+  inputs = RunInputs(opts)
   init_checkpoint = check_init_checkpoint(opts, inputs.albert_config)
   check_run_dir(opts, inputs, init_checkpoint)
   features = {split: inputs.features(split) for split, wanted in (
@@ -802,11 +825,9 @@ def _start_run_dir(opts, inputs, init_checkpoint):
                              run_config(opts, inputs, init_checkpoint))
 
 
-def _estimators(opts, inputs, init_checkpoint):
-  """(estimator for training, for test and for dev predictions)."""
-  plan = precision.plan(opts.training, opts.tpu.use_tpu)
+def _model_fn(opts, inputs, init_checkpoint, plan):
   micro_batches = opts.training.gradient_accumulation_steps
-  model_fn = ner_model.model_fn_builder(
+  return ner_model.model_fn_builder(
       albert_config=inputs.albert_config,
       num_labels=len(inputs.label_list),
       init_checkpoint=init_checkpoint,
@@ -822,8 +843,14 @@ def _estimators(opts, inputs, init_checkpoint):
           gradient_accumulation_steps=micro_batches,
           loss_scale=plan.loss_scale),
       crf=opts.decode == "crf")
+
+
+def _estimators(opts, inputs, init_checkpoint):
+  """(estimator for training, for test and for dev predictions)."""
+  plan = precision.plan(opts.training, opts.tpu.use_tpu)
+  model_fn = _model_fn(opts, inputs, init_checkpoint, plan)
   config = precision.session_config(plan)
-  batch = opts.train_batch_size // micro_batches
+  batch = opts.train_batch_size // opts.training.gradient_accumulation_steps
   estimator = estimator_utils.make_estimator(
       model_fn, opts.tpu, opts.output_dir, batch, opts.eval_batch_size,
       predict_batch_size=_predict_batch(opts), session_config=config)
@@ -838,6 +865,17 @@ def _estimators(opts, inputs, init_checkpoint):
       model_fn, opts.tpu, opts.output_dir, batch, opts.eval_batch_size,
       predict_batch_size=opts.eval_batch_size, session_config=config)
   return train_estimator, estimator, dev_estimator
+
+
+def predict_estimator(opts, inputs):
+  """An estimator that predicts with the checkpoints of opts.output_dir
+  (it writes nothing there)."""
+  plan = precision.plan(opts.training, opts.tpu.use_tpu)
+  return estimator_utils.make_estimator(
+      _model_fn(opts, inputs, None, plan), opts.tpu, opts.output_dir,
+      opts.train_batch_size, opts.eval_batch_size,
+      predict_batch_size=_predict_batch(opts),
+      session_config=precision.session_config(plan))
 
 
 def _predict_batch(opts):
@@ -895,7 +933,7 @@ def _choose_checkpoint(opts, selector, summary):
     last = run_dir.list_checkpoints(opts.output_dir)[-1][1]
     return run_dir.record_best(opts.output_dir, last)
   if opts.do_predict:
-    return _select_without_dev(opts)
+    return chosen_checkpoint(opts.output_dir)
   return None
 
 

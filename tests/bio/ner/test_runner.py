@@ -616,7 +616,7 @@ def test_unseen_test_label_warns_with_file_and_line(ncbi_slice, spm_model,
   data = str(tmp_path / "data")
   _copy_slice(ncbi_slice, data,
               {"test.tsv": lambda ls: ["aspirin\tB-Chemical\n"] + ls})
-  inputs = runner._Inputs(  # pylint: disable=protected-access
+  inputs = runner.RunInputs(
       _opts(data, str(tmp_path / "out"), spm_model_file=spm_model))
   assert "B-Chemical" not in inputs.label_map
   assert re.search(r"test\.tsv:1: label 'B-Chemical' never occurs",
@@ -683,7 +683,7 @@ def test_train_dev_trains_on_train_then_dev_and_tests_the_last_checkpoint(
                train_split="train_dev")
   runner.run(opts)
   # The training records are the train windows, then the dev windows.
-  split_inputs = runner._Inputs(  # pylint: disable=protected-access
+  split_inputs = runner.RunInputs(
       dataclasses.replace(opts, train_split="train", do_train=False))
   expected = [f.input_ids for split in ("train", "dev")
               for f in split_inputs.features(split)]
@@ -719,7 +719,7 @@ def test_train_dev_file_is_used_when_the_dataset_has_one(ncbi_slice,
   _copy_slice(ncbi_slice, data)
   blocks = read_blocks(os.path.join(data, "train.tsv"))[:30]
   write_blocks(os.path.join(data, "train_dev.tsv"), blocks)
-  inputs = runner._Inputs(_opts(  # pylint: disable=protected-access
+  inputs = runner.RunInputs(_opts(
       data, str(tmp_path / "out"), spm_model_file=spm_model, do_eval=False,
       train_split="train_dev"))
   assert inputs.train_files == [os.path.join(data, "train_dev.tsv")]
