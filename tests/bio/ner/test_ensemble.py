@@ -262,12 +262,17 @@ def test_decoder_follows_the_members(members, tmp_path):
     (["a", "two_labels"], [], "members must share their labels"),
     (["a", "b"], ["--output_dir={a}"], "is one of the members"),
     (["a", "nowhere"], [], "has no run_config.json"),
+    (["a", "no_length"], [], "lacks max_seq_length"),
 ])
 def test_bad_members_are_one_line_and_write_nothing(members, tmp_path, names,
                                                     extra, message):
   from bio.ner import ensemble  # pylint: disable=g-import-not-at-top
   out = str(tmp_path / "out")
   dirs = [members.get(n, str(tmp_path / n)) for n in names]
+  if "no_length" in names:
+    os.makedirs(dirs[-1])
+    with open(os.path.join(dirs[-1], "run_config.json"), "w") as f:
+      json.dump({"albert_config_file": tiny_ner.TINY_CONFIG}, f)
   args = ["--run_dirs=" + ",".join(dirs)]
   args += [e.format(**members) for e in extra] or ["--output_dir=" + out]
   if names == ["a", "nowhere"]:
