@@ -3,14 +3,57 @@ tiny random-weight NER run directory and its SavedModel (ALBERT tiny, a
 1000-piece SentencePiece model, a classifier with large random weights so
 that many words get entity labels), and a caching wrapper of the real
 tagger. What the model tags is meaningless; the tests check where the
-entities go, not whether they are right. A plain module, not a conftest,
-so that tests and benchmarks can import it."""
+entities go, not whether they are right. Also independent readers and a
+writer of the NER files (token<TAB>label data, run_ner.py's predictions).
+A plain module, not a conftest, so that tests and benchmarks can import
+it."""
 import json
 import os
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
 LABELS = ["O", "B-Chemical", "B-Disease", "I-Chemical", "I-Disease"]
+
+
+def read_blocks(path):
+  """[(tokens, labels)] of a token<TAB>label file, parsed independently."""
+  blocks, tokens, labels = [], [], []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.rstrip("\n")
+      if not line.strip():
+        if tokens:
+          blocks.append((tokens, labels))
+        tokens, labels = [], []
+        continue
+      token, label = line.split("\t")
+      tokens.append(token)
+      labels.append(label)
+  if tokens:
+    blocks.append((tokens, labels))
+  return blocks
+
+
+def write_blocks(path, blocks):
+  with open(path, "w", encoding="utf-8") as f:
+    for tokens, labels in blocks:
+      for token, label in zip(tokens, labels):
+        f.write("%s\t%s\n" % (token, label))
+      f.write("\n")
+
+
+def read_predictions(path):
+  sentences, current = [], []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      line = line.rstrip("\n")
+      if not line:
+        sentences.append(current)
+        current = []
+        continue
+      current.append(tuple(line.rsplit(" ", 2)))
+  assert not current, "file must end with a blank line"
+  return sentences
 
 
 def window_probabilities(checkpoint, arrays, num_labels,

@@ -22,30 +22,12 @@ SLICE = {"train.tsv": 40, "devel.tsv": 20, "test.tsv": 60}
 PERMUTED = ["I-Disease", "O", "B-Chemical", "I-Chemical", "B-Disease"]
 
 
-def _read_blocks(path):
-  blocks, tokens, labels = [], [], []
-  with open(path, encoding="utf-8") as f:
-    for line in list(f) + ["\n"]:
-      if not line.strip():
-        if tokens:
-          blocks.append((tokens, labels))
-        tokens, labels = [], []
-        continue
-      token, label = line.rstrip("\n").split("\t")
-      tokens.append(token)
-      labels.append(label)
-  return blocks
-
-
 @pytest.fixture(scope="module")
 def data(ner_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("ensemble_data")
   for name, n in SLICE.items():
-    blocks = _read_blocks(os.path.join(ner_dir, "NCBI-disease", name))[:n]
-    with open(out / name, "w", encoding="utf-8") as f:
-      for tokens, labels in blocks:
-        f.writelines("%s\t%s\n" % pair for pair in zip(tokens, labels))
-        f.write("\n")
+    tiny_ner.write_blocks(str(out / name), tiny_ner.read_blocks(
+        os.path.join(ner_dir, "NCBI-disease", name))[:n])
   return str(out)
 
 
@@ -156,20 +138,14 @@ def _expected(members, names, sentences, labels):
 
 
 def _written(path):
-  sentences, current = [], []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if not line.strip():
-        sentences.append(current)
-        current = []
-      else:
-        current.append(line.split()[2])
-  return sentences
+  """The predicted labels of run_ner.py-format test_predictions.txt."""
+  return [[row[2] for row in sentence]
+          for sentence in tiny_ner.read_predictions(path)]
 
 
 def test_predictions_are_the_best_path_of_the_members_mean_scores(
     ensembled, members, data):
-  gold = _read_blocks(os.path.join(data, "test.tsv"))
+  gold = tiny_ner.read_blocks(os.path.join(data, "test.tsv"))
   expected = _expected(members, ["a", "b"], gold, tiny_ner.LABELS)
   written = _written(os.path.join(ensembled["out"], "test_predictions.txt"))
   assert len(written) == len(gold)
@@ -187,14 +163,14 @@ def test_scores_are_seqeval_on_the_written_predictions(ensembled, members,
   out = ensembled["out"]
   with open(os.path.join(out, "test_results.json")) as f:
     payload = json.load(f)
-  gold = [labels for _, labels in _read_blocks(os.path.join(data,
+  gold = [labels for _, labels in tiny_ner.read_blocks(os.path.join(data,
                                                             "test.tsv"))]
   written = _written(os.path.join(out, "test_predictions.txt"))
   assert payload["conlleval_f1"] == pytest.approx(
       seqeval_metrics.f1_score(gold, written), abs=1e-9)
   assert payload["decode"] == "crf"
   # Each member's own score, as recorded, is that of its own CRF path.
-  sentences = _read_blocks(os.path.join(data, "test.tsv"))
+  sentences = tiny_ner.read_blocks(os.path.join(data, "test.tsv"))
   for entry, name in zip(payload["members"], ("a", "b")):
     assert entry["run_dir"] == os.path.abspath(members[name])
     alone = _expected(members, [name], sentences, tiny_ner.LABELS)

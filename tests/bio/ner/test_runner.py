@@ -18,6 +18,10 @@ import pytest
 from seqeval import metrics as seqeval_metrics
 from seqeval.scheme import IOB2
 
+from tests.bio.tiny_ner import read_blocks
+from tests.bio.tiny_ner import read_predictions
+from tests.bio.tiny_ner import write_blocks
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 TINY_CONFIG = os.path.join(ROOT, "albert", "configs", "albert_tiny.json")
 SLICE = {"train.tsv": 200, "devel.tsv": 100, "test.tsv": 100}
@@ -25,33 +29,6 @@ MAX_SEQ = 64
 RESULT_FILES = ("label_map.json", "dev_results.txt", "test_results.txt",
                 "test_predictions.txt", "best_checkpoint.txt",
                 "run_config.json")
-
-
-def read_blocks(path):
-  """[(tokens, labels)] of a token<TAB>label file, parsed independently."""
-  blocks, tokens, labels = [], [], []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      line = line.rstrip("\n")
-      if not line.strip():
-        if tokens:
-          blocks.append((tokens, labels))
-        tokens, labels = [], []
-        continue
-      token, label = line.split("\t")
-      tokens.append(token)
-      labels.append(label)
-  if tokens:
-    blocks.append((tokens, labels))
-  return blocks
-
-
-def write_blocks(path, blocks):
-  with open(path, "w", encoding="utf-8") as f:
-    for tokens, labels in blocks:
-      for token, label in zip(tokens, labels):
-        f.write("%s\t%s\n" % (token, label))
-      f.write("\n")
 
 
 @pytest.fixture(scope="module")
@@ -123,20 +100,6 @@ def _train_tiny(out, ncbi_slice, spm_model, encoder_ckpt, *extra):
 @pytest.fixture(scope="module")
 def e2e(work, ncbi_slice, spm_model, encoder_ckpt):
   return _train_tiny(str(work / "out"), ncbi_slice, spm_model, encoder_ckpt)
-
-
-def read_predictions(path):
-  sentences, current = [], []
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      line = line.rstrip("\n")
-      if not line:
-        sentences.append(current)
-        current = []
-        continue
-      current.append(tuple(line.rsplit(" ", 2)))
-  assert not current, "file must end with a blank line"
-  return sentences
 
 
 def test_outputs_written(e2e):
