@@ -102,12 +102,17 @@ def _replacing(export_dir, previous):
   shutil.rmtree(aside)
 
 
-def check_checkpoint_variables(checkpoint_path):
-  """Raises ValueError unless the checkpoint has every global variable of
-  the default graph, with its shape (extra ones are ignored)."""
+def check_checkpoint_variables(checkpoint_path, variables=None):
+  """Raises ValueError unless the checkpoint has every variable, with its
+  shape (extra ones are ignored).
+
+  `variables`: {name in the checkpoint: variable}; by default every global
+  variable of the default graph under its own name."""
+  if variables is None:
+    variables = {v.op.name: v for v in tf.global_variables()}
   problems = file_utils.checkpoint_shape_problems(
       checkpoint_path,
-      {v.op.name: v.shape.as_list() for v in tf.global_variables()})
+      {name: v.shape.as_list() for name, v in variables.items()})
   if not problems:
     return
   name, saved_shape, shape = problems[0]
@@ -131,6 +136,31 @@ def _signature_defs(signatures):
   }
 
 
+def restore_sources(checkpoint_path):
+  """[(checkpoint, {name in the checkpoint: variable})] that together hold
+  every global variable of the default graph.
+
+  `checkpoint_path`: one checkpoint for all variables, or {scope:
+  checkpoint}: the variables under "scope/" are read from that checkpoint
+  without the prefix (several fine-tuned models side by side in one graph).
+  """
+  variables = tf.global_variables()
+  if isinstance(checkpoint_path, str):
+    return [(checkpoint_path, {v.op.name: v for v in variables})]
+  sources, covered = [], set()
+  for scope, path in sorted(checkpoint_path.items()):
+    prefix = scope.rstrip("/") + "/"
+    names = {v.op.name[len(prefix):]: v for v in variables
+             if v.op.name.startswith(prefix)}
+    sources.append((path, names))
+    covered.update(v.op.name for v in names.values())
+  missing = [v.op.name for v in variables if v.op.name not in covered]
+  if missing:
+    raise ValueError("Variable %s is under none of the scopes %s" %
+                     (missing[0], ", ".join(sorted(checkpoint_path))))
+  return sources
+
+
 def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
                               assets=(), init_op=None, overwrite=False,
                               spm_model_file=None):
@@ -142,7 +172,8 @@ def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
       place (file_utils.atomic_dir): a failed export leaves nothing behind.
       See check_export_dir for what may already be there.
     checkpoint_path: checkpoint prefix holding every global variable of the
-      graph (extra variables in the checkpoint are ignored).
+      graph (extra variables in the checkpoint are ignored), or {scope:
+      checkpoint} (restore_sources).
     signatures: dict name -> (inputs dict, outputs dict) of tensors.
     assets: asset file-path tensors (tf.constant of a path) to copy along.
     init_op: op run when the SavedModel is loaded (e.g. table init).
@@ -154,13 +185,16 @@ def save_graph_as_saved_model(export_dir, checkpoint_path, signatures,
   """
   previous = check_export_dir(export_dir, overwrite)
   graph = tf.get_default_graph()
-  check_checkpoint_variables(checkpoint_path)
+  sources = restore_sources(checkpoint_path)
+  for path, variables in sources:
+    check_checkpoint_variables(path, variables)
   for asset in assets:
     graph.add_to_collection(tf.GraphKeys.ASSET_FILEPATHS, asset)
   with _replacing(export_dir, previous):
     with file_utils.atomic_dir(export_dir) as tmp_dir:
       with tf.Session(graph=graph) as sess:
-        tf.train.Saver(tf.global_variables()).restore(sess, checkpoint_path)
+        for path, variables in sources:
+          tf.train.Saver(variables).restore(sess, path)
         builder = tf.saved_model.Builder(tmp_dir)
         builder.add_meta_graph_and_variables(
             sess, [tf.saved_model.tag_constants.SERVING],

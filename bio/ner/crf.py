@@ -143,3 +143,17 @@ def require_params(checkpoint, scope, error_type, advice):
         "--decode=crf needs a model fine-tuned with --decode=crf, but %s has "
         "no %s/%s: %s" % (checkpoint, scope, TRANSITIONS, advice))
   return params
+
+
+def reorder_params(params, columns):
+  """NumPy CRF parameters for the labels params' own ids `columns` name, in
+  that order (a model whose labels come in another order)."""
+  cols = np.asarray(columns)
+  return CrfParams(params.transitions[np.ix_(cols, cols)], params.start[cols],
+                   params.end[cols])
+
+
+def mean_params(params):
+  """The mean of several CRFs' NumPy parameters (labels in the same order)."""
+  return CrfParams(*[np.mean([getattr(p, field) for p in params], axis=0)
+                     for field in CrfParams._fields])

@@ -37,9 +37,9 @@ from bio.ner import iob
 DECODERS = ("argmax", "viterbi", "crf")
 
 # Added to the score of a forbidden transition: far below any sum of log
-# probabilities (floored at _LOG_FLOOR) over a sentence, still finite.
+# probabilities (floored at LOG_FLOOR) over a sentence, still finite.
 _FORBIDDEN = -1e9
-_LOG_FLOOR = 1e-30
+LOG_FLOOR = 1e-30
 
 
 def check_decoder(name, flag="--decode"):
@@ -70,7 +70,7 @@ def iob2_constraints(label_list):
 
 def floored_log(probs):
   """Natural logs of probabilities, floored (a zero stays finite)."""
-  return np.log(np.maximum(np.asarray(probs, dtype=np.float64), _LOG_FLOOR))
+  return np.log(np.maximum(np.asarray(probs, dtype=np.float64), LOG_FLOOR))
 
 
 def viterbi(log_probs, start_ok, allowed, crf=None):
@@ -126,7 +126,7 @@ def viterbi_graph(probs, lengths, label_list, crf=None):
   """
   start_ok, allowed = iob2_constraints(label_list)
   num_labels = len(label_list)
-  log_probs = tf.math.log(tf.maximum(tf.cast(probs, tf.float32), _LOG_FLOOR))
+  log_probs = tf.math.log(tf.maximum(tf.cast(probs, tf.float32), LOG_FLOOR))
   # Two padding positions: the scans then never run over an empty list
   # (which TensorArray cannot stack), even for a batch without words.
   log_probs = tf.pad(log_probs, [[0, 0], [0, 2], [0, 0]])

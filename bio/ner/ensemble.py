@@ -24,14 +24,15 @@ other members it is refused):
                          test scores), the decoder, the test file
   test_results.txt/.json the ensemble's scores, as run_ner.py writes them
   test_predictions.txt   "token gold predicted" lines, as run_ner.py's
-Nothing is written in the members' directories.
+Nothing is written in the members' directories. `python -m
+bio.serving.export --model_dir=OUTPUT_DIR` exports the ensemble as one
+SavedModel (same combination, in the graph) for bio.serving.tag.
 
 Measured (README section 9): nine CRF fits of one pretrained encoder on
 NCBI-disease (seeds 1-9) score 76.2-77.5 test F1 alone; their 36 pairs
 score 76.9-78.5 (mean 77.6), and all nine 78.4.
 """
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -54,7 +55,7 @@ from bio.ner import model as ner_model
 from bio.ner import run_dir
 from bio.ner import runner
 
-ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_FILE = run_dir.ENSEMBLE_FILE
 
 
 class EnsembleError(ValueError):
@@ -83,13 +84,6 @@ def geometric_mean(member_probs):
   logs -= logs.max(axis=-1, keepdims=True)
   probs = np.exp(logs)
   return probs / probs.sum(axis=-1, keepdims=True)
-
-
-def mean_crf(params):
-  """The mean of several CRFs' NumPy parameters (bio.ner.crf.CrfParams)."""
-  return ner_crf.CrfParams(*[np.mean([getattr(p, field) for p in params],
-                                     axis=0)
-                             for field in ner_crf.CrfParams._fields])
 
 
 class _Member(object):
@@ -137,9 +131,7 @@ class _Member(object):
     """The member's CRF scores indexed in `label_list`'s order (or None)."""
     if self.crf is None:
       return None
-    cols = self.columns(label_list)
-    return ner_crf.CrfParams(self.crf.transitions[np.ix_(cols, cols)],
-                             self.crf.start[cols], self.crf.end[cols])
+    return ner_crf.reorder_params(self.crf, self.columns(label_list))
 
   def word_probs(self, work_dir, index, label_list):
     """Each test sentence's [words, L] probabilities, columns in
@@ -248,11 +240,10 @@ def _identity(key, value):
 
 def _check_output_dir(opts, settings):
   """Refuses an --output_dir holding an ensemble of other members."""
-  path = os.path.join(opts.output_dir, ENSEMBLE_FILE)
-  if not os.path.exists(path):
+  earlier = run_dir.read_ensemble(opts.output_dir)
+  if earlier is None:
     return
-  with open(path, encoding="utf-8") as f:
-    earlier = json.load(f)
+  path = os.path.join(opts.output_dir, ENSEMBLE_FILE)
   differ = [key for key in settings
             if _identity(key, earlier.get(key)) != _identity(key,
                                                              settings[key])]
@@ -293,7 +284,7 @@ def run(opts):
 def _write(opts, members, settings, label_list, sentences, probs, seconds):
   decode = settings["decode"]
   crfs = [m.crf_in(label_list) for m in members]
-  crf = mean_crf(crfs) if decode == "crf" else None
+  crf = ner_crf.mean_params(crfs) if decode == "crf" else None
   combined = [geometric_mean(rows) for rows in zip(*probs)]
   predicted = decoding.decode(combined, label_list, decode, crf=crf)
   alone = []

@@ -36,6 +36,9 @@ BEST_CHECKPOINT_FILE = "best_checkpoint.txt"
 BEST_DIR = "best"
 DEV_RESULTS_FILE = "dev_results.json"
 SETTINGS_KEY = "settings"
+# The output directory of bio.ner.ensemble (not a run directory): its
+# members (run_dir, checkpoint), decoder and scores.
+ENSEMBLE_FILE = "ensemble.json"
 # Everything run_ner.py writes in a run directory (globs), for `clear`.
 TOOL_FILES = (
     LABEL_MAP_FILE, RUN_CONFIG_FILE, BEST_CHECKPOINT_FILE, "dev_results.txt",
@@ -88,6 +91,15 @@ def read_run_config(run_dir):
   path = os.path.join(run_dir, RUN_CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     return {}
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def read_ensemble(directory):
+  """bio.ner.ensemble's record in `directory`, or None when it has none."""
+  path = os.path.join(directory, ENSEMBLE_FILE)
+  if not tf.io.gfile.exists(path):
+    return None
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
 

@@ -1,7 +1,9 @@
-r"""Exports the checkpoint run_ner.py selected as a servable SavedModel.
+r"""Exports the checkpoint run_ner.py selected (or an ensemble of several
+runs) as a servable SavedModel.
 
   python -m bio.serving.export --model_dir=RUN_NER_OUTPUT_DIR --export_dir=DIR \
       [--precision=fp32|bf16] [--max_batch_tokens=4096] [--length_multiple=16]
+  python -m bio.serving.export --model_dir=ENSEMBLE_OUTPUT_DIR --export_dir=DIR
 
 Signatures (standard `predict` signature defs, so TensorFlow Serving and
 `saved_model_cli show --all` see them):
@@ -39,6 +41,19 @@ in assets/label_map.json, the ServingOptions (precision, ...) in
 assets/serving_options.json, and assets/spm_record.json records the model's
 path and SHA-256 (albert.vocab_record). Loading needs only tensorflow and
 tensorflow_text.
+
+Ensembles: --model_dir may also be an output directory of bio.ner.ensemble
+(ensemble.json). The graph then computes every member (member i's
+variables under `member_i/`, restored from the checkpoint the ensemble
+recorded) and combines them as bio.ner.ensemble does: the geometric mean of
+their label probabilities, renormalised, and for --decode=crf the mean of
+their CRF scores (constants in the graph); --decode defaults to the
+ensemble's. The signatures are the same, so bio.serving.tag serves an
+ensemble like one model. The members must share their SentencePiece model,
+lower-casing, max_seq_length and labels (in any order); their configs may
+differ. assets/ensemble.json records the members. --checkpoint,
+--albert_config_file, --spm_model_file and --max_seq_length are refused
+there: each member's come from its run directory.
 
 --export_dir may be gs://; an existing non-empty directory is refused (it
 may be the training run) and a previous export is replaced only with
@@ -301,6 +316,42 @@ def decode_entities(label_ids, label_probs, word_text, word_starts, word_ends,
   }
 
 
+def single_model_fn(albert_config, num_labels, precision="fp32"):
+  """(input_ids, input_mask, segment_ids) [b, w] -> label probabilities
+  [b, w, num_labels] of one fine-tuned model (run_ner.py's variables)."""
+  def model_fn(ids, mask, segments):
+    return _token_model(albert_config, num_labels, ids, mask, segments,
+                        precision)
+  return model_fn
+
+
+def member_scope(index):
+  """The variable scope of an ensemble's member `index` in the graph."""
+  return "member_%d" % index
+
+
+def ensemble_model_fn(members, precision="fp32"):
+  """As single_model_fn, for several models combined as bio.ner.ensemble
+  combines them: the geometric mean of their label probabilities,
+  renormalised (a softmax of their mean floored log-probabilities).
+
+  Args:
+    members: [(albert_config, columns)]: member i's variables are under
+      member_scope(i); `columns` are the ids, in the member's own label
+      order, of the ensemble's labels (members may order labels apart).
+  """
+  def model_fn(ids, mask, segments):
+    logs = []
+    for index, (albert_config, columns) in enumerate(members):
+      with tf.variable_scope(member_scope(index), reuse=tf.AUTO_REUSE):
+        probs = _token_model(albert_config, len(columns), ids, mask,
+                             segments, precision)
+      probs = tf.gather(probs, columns, axis=-1)
+      logs.append(tf.math.log(tf.maximum(probs, decoding.LOG_FLOOR)))
+    return tf.nn.softmax(tf.add_n(logs) / float(len(logs)), axis=-1)
+  return model_fn
+
+
 def _token_model(albert_config, num_labels, input_ids, input_mask,
                  segment_ids, precision="fp32"):
   """Per-piece label probabilities with the training graph's variables.
@@ -397,12 +448,8 @@ def _window_lengths(input_mask):
       tf.where_v2(tf.not_equal(input_mask, 0), positions[None, :], 0), 1))
 
 
-def _probabilities(albert_config, num_labels, features, opts):
+def _probabilities(model_fn, num_labels, features, opts):
   """Window probabilities [N, S, labels], as opts says they are computed."""
-  def model_fn(ids, mask, segments):
-    return _token_model(albert_config, num_labels, ids, mask, segments,
-                        opts.precision)
-
   if not opts.length_aware:
     return model_fn(features["input_ids"], features["input_mask"],
                     features["segment_ids"])
@@ -411,12 +458,17 @@ def _probabilities(albert_config, num_labels, features, opts):
                           num_labels, opts)
 
 
-def _word_labels(word_probs, word_text, num_texts, label_list, decode):
-  """Label ids of the words (flat over the batch; word_text: their text)."""
+def _word_labels(word_probs, word_text, num_texts, label_list, decode,
+                 crf=None):
+  """Label ids of the words (flat over the batch; word_text: their text).
+
+  `crf`: with decode "crf", the CRF's scores as constants (an ensemble's
+  mean); by default the model's own variables."""
   if decode == "argmax":
     return tf.argmax(word_probs, -1, output_type=tf.int32)
-  crf = None
-  if decode == "crf":
+  if decode == "crf" and crf is not None:
+    crf = ner_crf.CrfParams(*[tf.constant(v, tf.float32) for v in crf])
+  elif decode == "crf":
     with tf.variable_scope(ner_model.CLASSIFIER_SCOPE, reuse=tf.AUTO_REUSE):
       crf = ner_crf.create_params(len(label_list))
   ragged = tf.RaggedTensor.from_value_rowids(word_probs, word_text,
@@ -427,14 +479,18 @@ def _word_labels(word_probs, word_text, num_texts, label_list, decode):
   return tf.RaggedTensor.from_tensor(path, lengths=lengths).flat_values
 
 
-def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
-                     max_seq_length, cls_id, sep_id, unk_id, opts=None):
-  """Both signatures in the default graph, sharing one set of variables."""
+def build_signatures(model_fn, label_list, sp_model_bytes, do_lower_case,
+                     max_seq_length, cls_id, sep_id, unk_id, opts=None,
+                     crf=None):
+  """Both signatures in the default graph, sharing one set of variables.
+
+  `model_fn`: single_model_fn or ensemble_model_fn; `crf`: see
+  _word_labels."""
   opts = opts or ServingOptions()
   num_labels = len(label_list)
   feed = {k: tf.placeholder(tf.int32, [None, None], k)
           for k in ("input_ids", "input_mask", "segment_ids")}
-  probs = _probabilities(albert_config, num_labels, feed, opts)
+  probs = _probabilities(model_fn, num_labels, feed, opts)
   tokens_sig = (feed, {"label_ids": tf.argmax(probs, -1, output_type=tf.int32),
                        "probabilities": probs})
 
@@ -442,12 +498,12 @@ def build_signatures(albert_config, label_list, sp_model_bytes, do_lower_case,
   words, word_starts, word_ends = split_words(text)
   pieces = word_piece_ids(words, sp_model_bytes, do_lower_case, unk_id)
   win = build_windows(pieces, max_seq_length, cls_id, sep_id)
-  window_probs = _probabilities(albert_config, num_labels, win, opts)
+  window_probs = _probabilities(model_fn, num_labels, win, opts)
   word_probs = tf.gather_nd(window_probs, tf.stack(
       [win["word_window"], win["word_slot"]], axis=1))
   word_labels = _word_labels(word_probs, win["word_text"],
                              tf.shape(text, out_type=tf.int64)[0], label_list,
-                             opts.decode)
+                             opts.decode, crf)
   entities = decode_entities(word_labels,
                              tf.gather(word_probs, word_labels, batch_dims=1),
                              win["word_text"], word_starts.flat_values,
@@ -509,52 +565,158 @@ def resolve_ner_export(model_dir, albert_config_file=None,
                    do_lower_case, max_seq_length, checkpoint)
 
 
-def export_ner(model_dir, export_dir, albert_config_file=None,
-               spm_model_file=None, do_lower_case=None, max_seq_length=None,
-               checkpoint=None, overwrite=False, opts=None):
-  """Writes the NER SavedModel for the checkpoint selected in `model_dir`."""
-  opts = opts or ServingOptions()
-  export_to_tfhub.check_export_dir(export_dir, overwrite)
-  ner = resolve_ner_export(model_dir, albert_config_file, spm_model_file,
-                           do_lower_case, max_seq_length, checkpoint)
-  if opts.decode is None:
-    opts = dataclasses.replace(opts, decode=run_dir.recorded_decode(model_dir))
-  if opts.decode == "crf":
-    ner_crf.require_params(ner.checkpoint, ner_model.CLASSIFIER_SCOPE,
-                           ExportError,
-                           "export it with --decode=argmax or viterbi")
-  albert_config = modeling.AlbertConfig.from_json_file(ner.albert_config_file)
-  with tf.io.gfile.GFile(ner.spm_model_file, "rb") as f:
-    sp_model_bytes = f.read()
+@dataclasses.dataclass(frozen=True)
+class EnsembleExport(object):
+  """bio.ner.ensemble's output directory, resolved and checked: its members
+  share one tokenizer and window size, so one graph serves them all."""
+  members: tuple  # NerExport each; their label orders may differ
+  decode: str
+  crf: Optional[ner_crf.CrfParams]  # the mean CRF (decode "crf"), NumPy
+  record: dict  # ensemble.json
+
+  @property
+  def label_list(self):
+    return self.members[0].label_list
+
+
+def _file_bytes(path):
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
+def resolve_ensemble_export(model_dir, decode=None):
+  """A checked EnsembleExport of the ensemble in `model_dir`; `decode`
+  overrides the ensemble's decoder."""
+  record = run_dir.read_ensemble(model_dir)
+  entries = record.get("members") or []
+  if len(entries) < 2:
+    raise ExportError("%s lists fewer than two members: is it the output of "
+                      "bio.ner.ensemble?" % os.path.join(
+                          model_dir, run_dir.ENSEMBLE_FILE))
+  members = []
+  for entry in entries:
+    if not tf.io.gfile.isdir(entry.get("run_dir") or ""):
+      raise ExportError("member %s of the ensemble in %s no longer exists" %
+                        (entry.get("run_dir"), model_dir))
+    members.append(resolve_ner_export(entry["run_dir"],
+                                      checkpoint=entry.get("checkpoint")))
+  first = members[0]
+  first_spm = _file_bytes(first.spm_model_file)
+  for entry, member in zip(entries[1:], members[1:]):
+    differ = [name for name in ("do_lower_case", "max_seq_length")
+              if getattr(member, name) != getattr(first, name)]
+    if _file_bytes(member.spm_model_file) != first_spm:
+      differ.insert(0, "SentencePiece model")
+    if sorted(member.label_list) != sorted(first.label_list):
+      differ.append("labels")
+    if differ:
+      raise ExportError(
+          "members %s and %s differ in %s: one SavedModel serves members "
+          "that share their tokenizer, window size and labels" % (
+              entries[0]["run_dir"], entry["run_dir"], ", ".join(differ)))
+  decode = decode or record.get("decode") or "viterbi"
+  crf = None
+  if decode == "crf":
+    crf = ner_crf.mean_params([
+        ner_crf.reorder_params(
+            ner_crf.require_params(
+                m.checkpoint, ner_model.CLASSIFIER_SCOPE, ExportError,
+                "export the ensemble with --decode=viterbi"),
+            [m.label_list.index(label) for label in first.label_list])
+        for m in members])
+  return EnsembleExport(tuple(members), decode, crf, record)
+
+
+def _sp_ids(sp_model_bytes):
+  """([CLS] id, [SEP] id, unknown id) of a serialized SentencePiece model."""
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   sp = spm.SentencePieceProcessor()
   sp.LoadFromSerializedProto(sp_model_bytes)
-  cls_id, sep_id = sp.PieceToId("[CLS]"), sp.PieceToId("[SEP]")
+  return sp.PieceToId("[CLS]"), sp.PieceToId("[SEP]"), sp.unk_id()
+
+
+def export_ner(model_dir, export_dir, albert_config_file=None,
+               spm_model_file=None, do_lower_case=None, max_seq_length=None,
+               checkpoint=None, overwrite=False, opts=None):
+  """Writes the NER SavedModel for the checkpoint selected in `model_dir`,
+  or for the ensemble bio.ner.ensemble wrote there (one graph computing
+  every member, combined as the ensemble combines them)."""
+  opts = opts or ServingOptions()
+  export_to_tfhub.check_export_dir(export_dir, overwrite)
+  ensemble = None
+  if (run_dir.read_label_list(model_dir) is None and
+      tf.io.gfile.isdir(model_dir) and run_dir.read_ensemble(model_dir)):
+    given = [name for name, value in (
+        ("albert_config_file", albert_config_file),
+        ("spm_model_file", spm_model_file), ("do_lower_case", do_lower_case),
+        ("max_seq_length", max_seq_length), ("checkpoint", checkpoint))
+             if value is not None]
+    if given:
+      raise ExportError("--%s cannot be given for the ensemble in %s: each "
+                        "member's comes from its run directory" %
+                        (given[0], model_dir))
+    ensemble = resolve_ensemble_export(model_dir, opts.decode)
+    opts = dataclasses.replace(opts, decode=ensemble.decode)
+    members = ensemble.members
+  else:
+    members = (resolve_ner_export(model_dir, albert_config_file,
+                                  spm_model_file, do_lower_case,
+                                  max_seq_length, checkpoint),)
+    if opts.decode is None:
+      opts = dataclasses.replace(opts,
+                                 decode=run_dir.recorded_decode(model_dir))
+    if opts.decode == "crf":
+      ner_crf.require_params(members[0].checkpoint,
+                             ner_model.CLASSIFIER_SCOPE, ExportError,
+                             "export it with --decode=argmax or viterbi")
+  ner = members[0]
+  configs = [modeling.AlbertConfig.from_json_file(m.albert_config_file)
+             for m in members]
+  if ensemble is None:
+    model_fn = single_model_fn(configs[0], len(ner.label_list),
+                               opts.precision)
+    checkpoints = ner.checkpoint
+  else:
+    model_fn = ensemble_model_fn(
+        [(config, [m.label_list.index(label) for label in ner.label_list])
+         for config, m in zip(configs, members)], opts.precision)
+    checkpoints = {member_scope(i): m.checkpoint
+                   for i, m in enumerate(members)}
+  sp_model_bytes = _file_bytes(ner.spm_model_file)
 
   asset_dir = tempfile.mkdtemp(prefix="export-ner-assets-")
-  label_asset = os.path.join(asset_dir, "label_map.json")
-  with open(label_asset, "w", encoding="utf-8") as f:
-    json.dump({"labels": ner.label_list, "do_lower_case": ner.do_lower_case,
-               "max_seq_length": ner.max_seq_length}, f, indent=2)
-  options_asset = os.path.join(asset_dir, SERVING_OPTIONS_FILE)
-  with open(options_asset, "w", encoding="utf-8") as f:
-    json.dump(dataclasses.asdict(opts), f, indent=2)
+  asset_files = {
+      "label_map": ("label_map.json", {
+          "labels": ner.label_list, "do_lower_case": ner.do_lower_case,
+          "max_seq_length": ner.max_seq_length}),
+      "serving_options": (SERVING_OPTIONS_FILE, dataclasses.asdict(opts)),
+  }
+  if ensemble is not None:
+    asset_files["ensemble"] = (run_dir.ENSEMBLE_FILE, dict(
+        ensemble.record, decode=ensemble.decode,
+        scopes=[member_scope(i) for i in range(len(members))]))
   try:
+    for name, (filename, payload) in asset_files.items():
+      with open(os.path.join(asset_dir, filename), "w",
+                encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
     with tf.Graph().as_default():
       signatures = build_signatures(
-          albert_config, ner.label_list, sp_model_bytes, ner.do_lower_case,
-          ner.max_seq_length, cls_id, sep_id, sp.unk_id(), opts)
-      assets = [tf.constant(ner.spm_model_file, name="spm_model"),
-                tf.constant(label_asset, name="label_map"),
-                tf.constant(options_asset, name="serving_options")]
+          model_fn, ner.label_list, sp_model_bytes, ner.do_lower_case,
+          ner.max_seq_length, *_sp_ids(sp_model_bytes), opts=opts,
+          crf=ensemble.crf if ensemble is not None else None)
+      assets = [tf.constant(ner.spm_model_file, name="spm_model")]
+      assets += [tf.constant(os.path.join(asset_dir, filename), name=name)
+                 for name, (filename, _) in asset_files.items()]
       export_to_tfhub.save_graph_as_saved_model(
-          export_dir, ner.checkpoint, signatures, assets=assets,
+          export_dir, checkpoints, signatures, assets=assets,
           init_op=tf.tables_initializer(), overwrite=overwrite,
           spm_model_file=ner.spm_model_file)
   finally:
     shutil.rmtree(asset_dir, ignore_errors=True)
-  logging.info("Exported %s (labels %s, %s) to %s", ner.checkpoint,
-               ner.label_list, opts, export_dir)
+  logging.info("Exported %s (labels %s, %s) to %s",
+               ", ".join(m.checkpoint for m in members), ner.label_list,
+               opts, export_dir)
   return export_dir
 
 
@@ -562,7 +724,8 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_string("model_dir", None, "run_ner.py's --output_dir.")
+  flags.DEFINE_string("model_dir", None,
+                      "run_ner.py's --output_dir, or bio.ner.ensemble's.")
   flags.DEFINE_string("export_dir", None, "Where to write the SavedModel "
                       "(any tf.io.gfile path, e.g. gs://).")
   flags.DEFINE_bool("overwrite", False,

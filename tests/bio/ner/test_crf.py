@@ -164,3 +164,19 @@ def test_load_params_reads_a_checkpoint_or_says_none(tmp_path):
   for got, want in zip(loaded, values):
     np.testing.assert_allclose(got, want, rtol=1e-6)
   assert crf.load_params(without, "ner") is None
+
+
+def test_reordered_params_score_the_same_paths():
+  rng = np.random.RandomState(1)
+  params = crf.CrfParams(rng.normal(size=(4, 4)), rng.normal(size=4),
+                         rng.normal(size=4))
+  order = [2, 0, 3, 1]  # new label i is the old label order[i]
+  moved = crf.reorder_params(params, order)
+
+  def score(p, path):
+    return (p.start[path[0]] + p.end[path[-1]] +
+            sum(p.transitions[a, b] for a, b in zip(path, path[1:])))
+
+  for path in itertools.product(range(4), repeat=3):
+    old = [order[i] for i in path]
+    assert score(moved, path) == pytest.approx(score(params, old))

@@ -266,7 +266,7 @@ def test_bad_members_are_one_line_and_write_nothing(members, tmp_path, names,
   assert not os.path.exists(out)
 
 
-def test_geometric_mean_and_mean_crf_match_numpy():
+def test_geometric_mean_and_mean_params_match_numpy():
   from bio.ner import crf, ensemble  # pylint: disable=g-import-not-at-top
   rng = np.random.RandomState(0)
   members = [rng.dirichlet(np.ones(4), size=5) for _ in range(3)]
@@ -279,7 +279,7 @@ def test_geometric_mean_and_mean_crf_match_numpy():
   np.testing.assert_allclose(got.sum(axis=1), 1.0)
   params = [crf.CrfParams(rng.normal(size=(4, 4)), rng.normal(size=4),
                           rng.normal(size=4)) for _ in range(2)]
-  mean = ensemble.mean_crf(params)
+  mean = crf.mean_params(params)
   np.testing.assert_allclose(mean.transitions,
                              (params[0].transitions + params[1].transitions) / 2)
   np.testing.assert_allclose(mean.end, (params[0].end + params[1].end) / 2)
