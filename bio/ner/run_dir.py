@@ -86,22 +86,23 @@ def write_run_config(run_dir, config):
   file_utils.atomic_write_json(os.path.join(run_dir, RUN_CONFIG_FILE), config)
 
 
-def read_run_config(run_dir):
-  """The settings recorded by run_ner.py ({} when there are none)."""
-  path = os.path.join(run_dir, RUN_CONFIG_FILE)
+def _read_json(directory, name, default=None):
+  """The JSON payload of file `name` in `directory`, or `default`."""
+  path = os.path.join(directory, name)
   if not tf.io.gfile.exists(path):
-    return {}
+    return default
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def read_run_config(run_dir):
+  """The settings recorded by run_ner.py ({} when there are none)."""
+  return _read_json(run_dir, RUN_CONFIG_FILE, {})
 
 
 def read_ensemble(directory):
   """bio.ner.ensemble's record in `directory`, or None when it has none."""
-  path = os.path.join(directory, ENSEMBLE_FILE)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return _read_json(directory, ENSEMBLE_FILE)
 
 
 def read_best_checkpoint(run_dir):
@@ -136,11 +137,7 @@ def record_best(run_dir, prefix):
 
 def read_dev_results(run_dir):
   """The payload of dev_results.json, or None when there is none."""
-  path = os.path.join(run_dir, DEV_RESULTS_FILE)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return _read_json(run_dir, DEV_RESULTS_FILE)
 
 
 def results_decode(payload):
