@@ -189,15 +189,13 @@ def test_refusals_write_nothing(setup, tmp_path, names, kw, message):
   assert not os.path.exists(out)
 
 
-def test_mixed_heads_export_with_viterbi_and_cli_refuses_a_checkpoint(
+def test_mixed_heads_decode_with_viterbi_and_cli_refuses_a_checkpoint(
     setup, tmp_path):
   from bio.serving import export  # pylint: disable=g-import-not-at-top
   model_dir = _hand_ensemble(str(tmp_path / "ens"),
                              [setup["runs"]["a"], setup["runs"]["softmax"]])
-  export.export_ner(model_dir, str(tmp_path / "viterbi"))
-  with open(os.path.join(tmp_path / "viterbi", "assets",
-                         "serving_options.json")) as f:
-    assert json.load(f)["decode"] == "viterbi"
+  resolved = export.resolve_ensemble_export(model_dir)
+  assert resolved.decode == "viterbi" and resolved.crf is None
   out = str(tmp_path / "export")
   proc = subprocess.run(
       [sys.executable, "-m", "bio.serving.export", "--model_dir=" + model_dir,
