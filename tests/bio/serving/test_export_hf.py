@@ -200,3 +200,16 @@ def test_a_crf_run_is_refused_not_exported_without_its_crf(
       proc.stderr
   assert "Traceback" not in proc.stderr
   assert not (tmp_path / "hf").exists()
+
+
+def test_an_ensemble_directory_is_refused_naming_the_way_out(tmp_path):
+  from bio.ner import run_dir  # pylint: disable=g-import-not-at-top
+  from bio.serving import export_hf  # pylint: disable=g-import-not-at-top
+  ensemble_dir = tmp_path / "ens"
+  ensemble_dir.mkdir()
+  (ensemble_dir / run_dir.ENSEMBLE_FILE).write_text(json.dumps(
+      {"members": [{"run_dir": "a"}, {"run_dir": "b"}]}))
+  with pytest.raises(export_hf.HfConvertError,
+                     match="holds an ensemble .* bio.serving.export$"):
+    export_hf.run_dir_options(str(ensemble_dir), str(tmp_path / "hf"))
+  assert not (tmp_path / "hf").exists()
