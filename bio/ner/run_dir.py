@@ -105,6 +105,12 @@ def read_ensemble(directory):
   return _read_json(directory, ENSEMBLE_FILE)
 
 
+def holds_ensemble(directory):
+  """Whether `directory` is bio.ner.ensemble's output (and not a run)."""
+  return (tf.io.gfile.exists(os.path.join(directory, ENSEMBLE_FILE)) and
+          not tf.io.gfile.exists(os.path.join(directory, LABEL_MAP_FILE)))
+
+
 def read_best_checkpoint(run_dir):
   """The selected checkpoint prefix recorded in `run_dir`, or None."""
   path = os.path.join(run_dir, BEST_CHECKPOINT_FILE)

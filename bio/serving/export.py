@@ -578,6 +578,11 @@ class EnsembleExport(object):
   def label_list(self):
     return self.members[0].label_list
 
+  def columns(self):
+    """Per member, the ids in its own label order of label_list's labels."""
+    return [[m.label_list.index(label) for label in self.label_list]
+            for m in self.members]
+
 
 def _file_bytes(path):
   with tf.io.gfile.GFile(path, "rb") as f:
@@ -587,7 +592,7 @@ def _file_bytes(path):
 def resolve_ensemble_export(model_dir, decode=None):
   """A checked EnsembleExport of the ensemble in `model_dir`; `decode`
   overrides the ensemble's decoder."""
-  record = run_dir.read_ensemble(model_dir)
+  record = run_dir.read_ensemble(model_dir) or {}
   entries = record.get("members") or []
   if len(entries) < 2:
     raise ExportError("%s lists fewer than two members: is it the output of "
@@ -598,6 +603,14 @@ def resolve_ensemble_export(model_dir, decode=None):
     if not tf.io.gfile.isdir(entry.get("run_dir") or ""):
       raise ExportError("member %s of the ensemble in %s no longer exists" %
                         (entry.get("run_dir"), model_dir))
+    # A member re-trained since keeps its directory but not this checkpoint:
+    # its newer one would not be the model the ensemble was scored with.
+    if not tf.io.gfile.exists("%s.index" % entry.get("checkpoint")):
+      raise ExportError(
+          "checkpoint %s of member %s no longer exists: run bio.ner.ensemble "
+          "on the members as they are now, into a new --output_dir, and "
+          "export that" %
+          (entry.get("checkpoint"), entry["run_dir"]))
     members.append(resolve_ner_export(entry["run_dir"],
                                       checkpoint=entry.get("checkpoint")))
   first = members[0]
@@ -614,17 +627,17 @@ def resolve_ensemble_export(model_dir, decode=None):
           "members %s and %s differ in %s: one SavedModel serves members "
           "that share their tokenizer, window size and labels" % (
               entries[0]["run_dir"], entry["run_dir"], ", ".join(differ)))
-  decode = decode or record.get("decode") or "viterbi"
-  crf = None
-  if decode == "crf":
-    crf = ner_crf.mean_params([
-        ner_crf.reorder_params(
-            ner_crf.require_params(
-                m.checkpoint, ner_model.CLASSIFIER_SCOPE, ExportError,
-                "export the ensemble with --decode=viterbi"),
-            [m.label_list.index(label) for label in first.label_list])
-        for m in members])
-  return EnsembleExport(tuple(members), decode, crf, record)
+  ensemble = EnsembleExport(tuple(members),
+                            decode or record.get("decode") or "viterbi",
+                            None, record)
+  if ensemble.decode != "crf":
+    return ensemble
+  crfs = [ner_crf.reorder_params(
+      ner_crf.require_params(m.checkpoint, ner_model.CLASSIFIER_SCOPE,
+                             ExportError,
+                             "export the ensemble with --decode=viterbi"),
+      columns) for m, columns in zip(members, ensemble.columns())]
+  return dataclasses.replace(ensemble, crf=ner_crf.mean_params(crfs))
 
 
 def _sp_ids(sp_model_bytes):
@@ -644,8 +657,7 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
   opts = opts or ServingOptions()
   export_to_tfhub.check_export_dir(export_dir, overwrite)
   ensemble = None
-  if (run_dir.read_label_list(model_dir) is None and
-      tf.io.gfile.isdir(model_dir) and run_dir.read_ensemble(model_dir)):
+  if run_dir.holds_ensemble(model_dir):
     given = [name for name, value in (
         ("albert_config_file", albert_config_file),
         ("spm_model_file", spm_model_file), ("do_lower_case", do_lower_case),
@@ -677,9 +689,8 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                                opts.precision)
     checkpoints = ner.checkpoint
   else:
-    model_fn = ensemble_model_fn(
-        [(config, [m.label_list.index(label) for label in ner.label_list])
-         for config, m in zip(configs, members)], opts.precision)
+    model_fn = ensemble_model_fn(list(zip(configs, ensemble.columns())),
+                                 opts.precision)
     checkpoints = {member_scope(i): m.checkpoint
                    for i, m in enumerate(members)}
   sp_model_bytes = _file_bytes(ner.spm_model_file)

@@ -102,12 +102,12 @@ def run_dir_options(model_dir, output_dir, overwrite=False,
   """ExportOptions of a run_ner.py directory."""
   if not tf.io.gfile.isdir(model_dir):
     raise HfConvertError("--model_dir %s does not exist" % model_dir)
-  labels = run_dir.read_label_list(model_dir)
-  if not labels and run_dir.read_ensemble(model_dir):
+  if run_dir.holds_ensemble(model_dir):
     raise HfConvertError(
         "--model_dir %s holds an ensemble (bio.ner.ensemble), and a Hugging "
         "Face model is one network: convert one of its members, or export "
         "the ensemble with bio.serving.export" % model_dir)
+  labels = run_dir.read_label_list(model_dir)
   if not labels:
     raise HfConvertError("--model_dir %s has no %s: not a run_ner.py output "
                          "directory" % (model_dir, run_dir.LABEL_MAP_FILE))

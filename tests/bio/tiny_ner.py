@@ -42,6 +42,24 @@ def write_blocks(path, blocks):
       f.write("\n")
 
 
+def write_ner_slice(out_dir, dataset_dir, sizes):
+  """A small dataset: the first sizes[name] sentences of each file name
+  ("train.tsv", ...) of `dataset_dir`, written to `out_dir`."""
+  for name, n in sizes.items():
+    write_blocks(os.path.join(out_dir, name),
+                 read_blocks(os.path.join(dataset_dir, name))[:n])
+
+
+def write_ensemble_member(run_dir, spm_model_file, data_dir, seed, crf=True,
+                          labels=LABELS, max_seq_length=64):
+  """A random run directory (write_random_ner_run) on the data in
+  `data_dir`, as bio.ner.ensemble reads its members."""
+  return write_random_ner_run(
+      run_dir, spm_model_file, labels=labels, max_seq_length=max_seq_length,
+      seed=seed, crf=crf, data_dir=data_dir, dataset=None,
+      collapse_types=False, settings={"crf": crf})
+
+
 def read_predictions(path):
   sentences, current = [], []
   with open(path, encoding="utf-8") as f:

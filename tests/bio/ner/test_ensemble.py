@@ -24,19 +24,16 @@ PERMUTED = ["I-Disease", "O", "B-Chemical", "I-Chemical", "B-Disease"]
 
 @pytest.fixture(scope="module")
 def data(ner_dir, tmp_path_factory):
-  out = tmp_path_factory.mktemp("ensemble_data")
-  for name, n in SLICE.items():
-    tiny_ner.write_blocks(str(out / name), tiny_ner.read_blocks(
-        os.path.join(ner_dir, "NCBI-disease", name))[:n])
-  return str(out)
+  out = str(tmp_path_factory.mktemp("ensemble_data"))
+  tiny_ner.write_ner_slice(out, os.path.join(ner_dir, "NCBI-disease"), SLICE)
+  return out
 
 
 def _member(path, spm_model_file, data_dir, seed, crf=True,
             labels=tiny_ner.LABELS):
-  return tiny_ner.write_random_ner_run(
-      path, spm_model_file, labels=labels, max_seq_length=MAX_SEQ, seed=seed,
-      crf=crf, data_dir=data_dir, dataset=None, collapse_types=False,
-      settings={"crf": crf})
+  return tiny_ner.write_ensemble_member(path, spm_model_file, data_dir, seed,
+                                       crf=crf, labels=labels,
+                                       max_seq_length=MAX_SEQ)
 
 
 @pytest.fixture(scope="module")

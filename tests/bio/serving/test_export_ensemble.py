@@ -17,7 +17,6 @@ from seqeval.metrics.sequence_labeling import get_entities
 
 from tests.bio import tiny_ner
 
-MAX_SEQ = 64
 PERMUTED = ["I-Disease", "O", "B-Chemical", "I-Chemical", "B-Disease"]
 
 # Both signatures of each export, in one fresh process (TensorFlow and
@@ -49,18 +48,14 @@ print(json.dumps(result))
 def setup(ner_dir, spm_model_file, tmp_path_factory):
   from bio.ner import ensemble  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("export_ensemble")
-  data = root / "data"
-  data.mkdir()
-  for name, n in {"train.tsv": 10, "devel.tsv": 10, "test.tsv": 80}.items():
-    tiny_ner.write_blocks(str(data / name), tiny_ner.read_blocks(
-        os.path.join(ner_dir, "NCBI-disease", name))[:n])
+  data = str(root / "data")
+  os.makedirs(data)
+  tiny_ner.write_ner_slice(data, os.path.join(ner_dir, "NCBI-disease"),
+                           {"train.tsv": 10, "devel.tsv": 10, "test.tsv": 80})
 
-  def member(name, seed, labels=tiny_ner.LABELS, crf=True, **kw):
-    return tiny_ner.write_random_ner_run(
-        str(root / name), spm_model_file, labels=labels,
-        max_seq_length=kw.pop("max_seq_length", MAX_SEQ), seed=seed, crf=crf,
-        data_dir=str(data), dataset=None, collapse_types=False,
-        settings={"crf": crf})
+  def member(name, seed, **kw):
+    return tiny_ner.write_ensemble_member(str(root / name), spm_model_file,
+                                          data, seed, **kw)
 
   runs = {"a": member("a", 3), "b": member("b", 4, labels=PERMUTED),
           "softmax": member("softmax", 5, crf=False),
@@ -68,7 +63,7 @@ def setup(ner_dir, spm_model_file, tmp_path_factory):
   out = str(root / "ens")
   ensemble.run(ensemble.EnsembleOptions(run_dirs=(runs["a"], runs["b"]),
                                         output_dir=out, predict_batch_size=8))
-  return {"root": root, "data": str(data), "runs": runs, "ens": out}
+  return {"root": root, "data": data, "runs": runs, "ens": out}
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +153,7 @@ def test_assets_record_the_members(setup, exports):
     assert json.load(f)["labels"] == tiny_ner.LABELS
 
 
-def _hand_ensemble(path, runs, decode="viterbi"):
+def _hand_ensemble(path, runs, decode="viterbi", step=1):
   """An ensemble directory as bio.ner.ensemble writes it, by hand."""
   from bio.ner import run_dir  # pylint: disable=g-import-not-at-top
   os.makedirs(path)
@@ -166,7 +161,7 @@ def _hand_ensemble(path, runs, decode="viterbi"):
   for run in runs:
     members.append({"run_dir": os.path.abspath(run), "checkpoint":
                     os.path.join(os.path.abspath(run), "best",
-                                 "model.ckpt-1")})
+                                 "model.ckpt-%d" % step)})
   with open(os.path.join(path, run_dir.ENSEMBLE_FILE), "w") as f:
     json.dump({"members": members, "decode": decode}, f)
   return path
@@ -178,11 +173,16 @@ def _hand_ensemble(path, runs, decode="viterbi"):
      "has no ner/crf_transitions: export the ensemble with --decode=viterbi"),
     (["a", "gone"], {}, "gone of the ensemble in .* no longer exists"),
     (["a"], {}, "fewer than two members"),
+    (["a", "b"], {"step": 9}, "checkpoint .*/a/best/model.ckpt-9 of member "
+     ".*/a no longer exists: run bio.ner.ensemble on the members as they are "
+     "now, into a new --output_dir, and export that$"),
 ])
 def test_refusals_write_nothing(setup, tmp_path, names, kw, message):
   from bio.serving import export  # pylint: disable=g-import-not-at-top
   runs = [setup["runs"].get(n, str(setup["root"] / n)) for n in names]
-  model_dir = _hand_ensemble(str(tmp_path / "ens"), runs)
+  kw = dict(kw)
+  model_dir = _hand_ensemble(str(tmp_path / "ens"), runs,
+                             step=kw.pop("step", 1))
   out = str(tmp_path / "export")
   with pytest.raises(export.ExportError, match=message):
     export.export_ner(model_dir, out, opts=export.ServingOptions(**kw))
