@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
@@ -60,26 +59,26 @@ def _snapshot(directory):
   return found
 
 
-def _scratch_dirs():
-  return {n for n in os.listdir(tempfile.gettempdir())
-          if n.startswith("bioalbert-ensemble-")}
-
-
-def _cli(args):
+def _cli(args, tmpdir=None):
+  env = dict(os.environ)
+  if tmpdir:
+    # A private temporary directory: other test workers' ensembles write
+    # their own scratch into the shared one at the same time.
+    env["TMPDIR"] = tmpdir
   return subprocess.run(
       [sys.executable, "-m", "bio.ner.ensemble"] + args, cwd=tiny_ner.ROOT,
-      capture_output=True, text=True, timeout=600)
+      capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
 def ensembled(members, tmp_path_factory):
   out = str(tmp_path_factory.mktemp("ens") / "out")
   before = {k: _snapshot(members[k]) for k in ("a", "b")}
-  scratch = _scratch_dirs()
+  tmpdir = str(tmp_path_factory.mktemp("ens-tmp"))
   proc = _cli(["--run_dirs=%s,%s" % (members["a"], members["b"]),
-               "--output_dir=" + out, "--predict_batch_size=8"])
+               "--output_dir=" + out, "--predict_batch_size=8"], tmpdir)
   assert proc.returncode == 0, proc.stderr[-5000:]
-  return {"out": out, "proc": proc, "before": before, "scratch": scratch}
+  return {"out": out, "proc": proc, "before": before, "tmpdir": tmpdir}
 
 
 def _member_rows(run, sentences):
@@ -187,7 +186,7 @@ def test_members_are_untouched_and_no_scratch_is_left(ensembled, members):
   assert sorted(os.listdir(ensembled["out"])) == sorted(
       ["ensemble.json", "test_results.json", "test_results.txt",
        "test_predictions.txt"])
-  assert _scratch_dirs() == ensembled["scratch"]
+  assert not os.listdir(ensembled["tmpdir"])
 
 
 def _opts(members, names, out, **kw):
