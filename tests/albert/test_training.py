@@ -57,10 +57,12 @@ def _placeholders(arrays):
 
 
 def train(batches, train_options=None, optimizer="lamb", compute_dtype=None,
-          session_config=None, save_to=None, template=None):
+          session_config=None, save_to=None, template=None, snapshots=None):
   """Runs one session.run per batch; returns ({var: value}, global step).
 
-  `template` (a batch) shapes the graph when `batches` is empty."""
+  `template` (a batch) shapes the graph when `batches` is empty.
+  `snapshots` ({count: None}) is filled with the {var: value} after that
+  many batches (0: the initial values), from the same graph."""
   graph = tf.Graph()
   with graph.as_default():
     tf.set_random_seed(7)
@@ -72,11 +74,17 @@ def train(batches, train_options=None, optimizer="lamb", compute_dtype=None,
         train_options=train_options)
     spec = model_fn(feeds, None, tf.estimator.ModeKeys.TRAIN, {})
     saver = tf.train.Saver()
+    # One fetch for all variables: each new fetch set costs a graph prune.
+    fetch = {v.op.name: v for v in tf.trainable_variables()}
+    snapshots = {} if snapshots is None else snapshots
     with tf.Session(config=session_config) as sess:
       sess.run(tf.global_variables_initializer())
-      for batch in batches:
-        sess.run(spec.train_op, {feeds[k]: v for k, v in batch.items()})
-      values = {v.op.name: sess.run(v) for v in tf.trainable_variables()}
+      for count, batch in enumerate([None] + list(batches)):
+        if batch is not None:
+          sess.run(spec.train_op, {feeds[k]: v for k, v in batch.items()})
+        if count in snapshots:
+          snapshots[count] = sess.run(fetch)
+      values = sess.run(fetch)
       step = sess.run(tf.train.get_global_step())
       if save_to:
         saver.save(sess, save_to)
@@ -98,22 +106,20 @@ def assert_close(got, want, atol=1e-5):
 def test_accumulation_equals_one_batch_k_times_larger(optimizer):
   rng = np.random.RandomState(0)
   big = [random_batch(rng, 8) for _ in range(3)]
-  want, want_step = train(big, optimizer=optimizer)
+  big_at = {0: None, 1: None}
+  want, want_step = train(big, optimizer=optimizer, snapshots=big_at)
   micro = [m for b in big for m in _split(b, 4)]
+  micro_at = {3: None}
   got, step = train(micro, optimization.TrainOptions(
-      gradient_accumulation_steps=4), optimizer=optimizer)
+      gradient_accumulation_steps=4), optimizer=optimizer,
+                    snapshots=micro_at)
   assert (step, want_step) == (3, 3)  # the schedule counted 3 updates
   assert_close(got, want)
-  # The first micro-batch alone moves nothing.
-  before, _ = train(big[:1], optimizer=optimizer)
-  first, _ = train(micro[:3], optimization.TrainOptions(
-      gradient_accumulation_steps=4), optimizer=optimizer)
-  initial, _ = train([], optimizer=optimizer, template=big[0])
-  assert_close(first, initial, atol=0)
-  assert not np.allclose(before["bert/encoder/transformer/group_0/inner_"
-                                "group_0/LayerNorm/gamma"],
-                         initial["bert/encoder/transformer/group_0/inner_"
-                                 "group_0/LayerNorm/gamma"])
+  # The first three micro-batches alone move nothing; one batch does.
+  initial, before = big_at[0], big_at[1]
+  assert_close(micro_at[3], initial, atol=0)
+  gamma = "bert/encoder/transformer/group_0/inner_group_0/LayerNorm/gamma"
+  assert not np.allclose(before[gamma], initial[gamma])
 
 
 def test_loss_scale_in_checkpoint_equal_steps_and_overflow_skips(tmp_path):
