@@ -30,9 +30,12 @@ which has no Python at serving time. Tests hold the two to each other and
 `viterbi` to a brute-force search over all valid sequences.
 """
 import numpy as np
-import tensorflow.compat.v1 as tf
 
+from albert import file_utils
 from bio.ner import iob
+
+# Only the Viterbi graph needs TF: tools that merely name decoders start fast.
+tf = file_utils.LazyTensorFlow()
 
 DECODERS = ("argmax", "viterbi", "crf")
 
