@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 
 from absl import app
 from absl import flags
@@ -280,7 +279,7 @@ def export_encoder(albert_config_file, checkpoint, export_path,
   checkpoint_path = file_utils.resolve_checkpoint(
       checkpoint, "--checkpoint_name", FileNotFoundError)
   check_export_dir(export_path, overwrite)  # before the slow graph build
-  options_dir = tempfile.mkdtemp(prefix="export-encoder-")
+  options_dir = file_utils.scratch_dir("export-encoder-")
   options_file = os.path.join(options_dir, EXPORT_OPTIONS_FILE)
   with open(options_file, "w") as f:
     json.dump({"precision": precision, "use_einsum": use_einsum}, f)

@@ -15,17 +15,20 @@ import socket
 import tempfile
 import uuid
 
+from absl import logging
 
-class _LazyTensorFlow(object):
+
+class LazyTensorFlow(object):
   """tensorflow.compat.v1, imported on first use: tools that only touch
-  local files (bio.corpus) should not pay TF's seconds of start-up."""
+  local files (bio.corpus), or refuse bad flags, should not pay TF's
+  seconds of start-up."""
 
   def __getattr__(self, name):
     import tensorflow.compat.v1 as tf_v1  # pylint: disable=g-import-not-at-top
     return getattr(tf_v1, name)
 
 
-tf = _LazyTensorFlow()
+tf = LazyTensorFlow()
 
 
 def expand_globs(patterns, error_cls=ValueError, what="input"):
@@ -177,15 +180,15 @@ def atomic_dir(path):
   files last, so a reader that waits for e.g. saved_model.pb sees a whole
   directory. On failure nothing is left at `path`.
   """
-  if tf.io.gfile.exists(path):
+  if (os.path.lexists(path) if _is_plain_local(path) else
+      tf.io.gfile.exists(path)):
     raise FileExistsError("%s already exists" % path)
   if is_local(path):
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".%s.tmp-" % os.path.basename(path),
-                           dir=parent)
+    tmp = scratch_dir(".%s.tmp-" % os.path.basename(path), parent)
   else:
-    tmp = tempfile.mkdtemp(prefix="bioalbert-")
+    tmp = scratch_dir("bioalbert-")
   try:
     yield tmp
     if is_local(path):
@@ -196,6 +199,41 @@ def atomic_dir(path):
   finally:
     if os.path.exists(tmp):
       shutil.rmtree(tmp)
+
+
+def scratch_dir(prefix, parent=None):
+  """A new directory "<prefix><host>-<pid>-<random>" in `parent` (the
+  system's temporary directory by default), for the caller to remove.
+
+  Directories of the same prefix whose process was killed on this host
+  (kill -9, out of memory: no clean-up ran) are removed first, so re-runs
+  do not pile them up. Those of live processes or other hosts are kept.
+  """
+  parent = parent or tempfile.gettempdir()
+  host = _hostname()
+  for name in os.listdir(parent):
+    owner = _scratch_owner(name, prefix)
+    path = os.path.join(parent, name)
+    if (owner is None or owner[0] != host or _alive(*owner) or
+        os.path.islink(path) or not os.path.isdir(path)):
+      continue
+    logging.info("Removing %s, left by process %d, which is gone.", path,
+                 owner[1])
+    shutil.rmtree(path, ignore_errors=True)
+  return tempfile.mkdtemp(prefix="%s%s-%d-" % (prefix, host, os.getpid()),
+                          dir=parent)
+
+
+def _scratch_owner(name, prefix):
+  """(host, pid) from a `scratch_dir` name of `prefix`, else None."""
+  if not name.startswith(prefix):
+    return None
+  # The random part of mkdtemp names has no "-"; host names may.
+  owner, _, _ = name[len(prefix):].rpartition("-")
+  host, _, pid = owner.rpartition("-")
+  if not host or not pid.isdigit():
+    return None
+  return host, int(pid)
 
 
 def _publish_mode_dir(path):

@@ -30,7 +30,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 
 from absl import app
 from absl import flags
@@ -168,7 +167,7 @@ def _publish(hf_dir, output_dir):
   if not os.path.exists(output_dir):
     with file_utils.atomic_dir(output_dir) as tmp:
       return build_output(hf_dir, tmp)
-  tmp = tempfile.mkdtemp(prefix=".import_hf.tmp-", dir=output_dir)
+  tmp = file_utils.scratch_dir(".import_hf.tmp-", output_dir)
   try:
     names = build_output(hf_dir, tmp)
     for name in sorted(os.listdir(tmp)):

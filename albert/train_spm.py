@@ -19,7 +19,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 
 from absl import app
@@ -230,8 +229,8 @@ def _train(corpus, description, model_prefix, vocab_size, extra_args):
   kwargs = albert_trainer_args(vocab_size)
   kwargs.update(extra_args)
 
-  tmp_dir = tempfile.mkdtemp(
-      prefix=".%s.tmp-" % os.path.basename(model_prefix), dir=out_dir)
+  tmp_dir = file_utils.scratch_dir(
+      ".%s.tmp-" % os.path.basename(model_prefix), out_dir)
   try:
     tmp_prefix = os.path.join(tmp_dir, "spm")
     start = time.time()

@@ -36,7 +36,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Optional, Tuple
 
@@ -267,7 +266,7 @@ def run(opts):
   sentences = members[0].sentences()
   with file_utils.DirLock(opts.output_dir, warn=logging.warning):
     # The members' test records are scratch: kept out of --output_dir.
-    work_dir = tempfile.mkdtemp(prefix="bioalbert-ensemble-")
+    work_dir = file_utils.scratch_dir("bioalbert-ensemble-")
     try:
       started = time.time()
       probs = []

@@ -65,7 +65,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from typing import Optional
 
 from absl import app
@@ -695,7 +694,7 @@ def export_ner(model_dir, export_dir, albert_config_file=None,
                    for i, m in enumerate(members)}
   sp_model_bytes = _file_bytes(ner.spm_model_file)
 
-  asset_dir = tempfile.mkdtemp(prefix="export-ner-assets-")
+  asset_dir = file_utils.scratch_dir("export-ner-assets-")
   asset_files = {
       "label_map": ("label_map.json", {
           "labels": ner.label_list, "do_lower_case": ner.do_lower_case,

@@ -156,3 +156,50 @@ def test_dir_lock_other_process_and_stale_lock(tmp_path):
     assert file_utils.lock_holder(directory) is None  # our own
   assert len(warnings) == 1 and "stale lock" in warnings[0]
   assert not os.path.exists(os.path.join(directory, ".lock"))
+
+
+def _dead_pid():
+  proc = subprocess.Popen([sys.executable, "-c", "pass"])
+  proc.wait()
+  return proc.pid
+
+
+def test_scratch_dir_removes_only_what_a_killed_process_left(tmp_path):
+  host, dead = socket.gethostname(), _dead_pid()
+  names = {
+      "killed": "job-%s-%d-abc123" % (host, dead),
+      "alive": "job-%s-%d-def456" % (host, os.getpid()),
+      "other host": "job-elsewhere-%d-abc123" % dead,
+      "other prefix": "user-%s-%d-abc123" % (host, dead),
+      "no owner": "job-abc123",
+  }
+  for name in names.values():
+    os.makedirs(str(tmp_path / name / "inside"))
+  (tmp_path / ("job-%s-%d-file" % (host, dead))).write_text("not a dir")
+  made = file_utils.scratch_dir("job-", str(tmp_path))
+  assert os.path.basename(made).startswith("job-%s-%d-" % (host, os.getpid()))
+  assert sorted(os.listdir(str(tmp_path))) == sorted(
+      [n for k, n in names.items() if k != "killed"] +
+      ["job-%s-%d-file" % (host, dead), os.path.basename(made)])
+
+
+_KILLED_IN_ATOMIC_DIR = """
+import os, signal, sys
+from albert import file_utils
+with file_utils.atomic_dir(sys.argv[1]) as tmp:
+  open(os.path.join(tmp, "half"), "w").close()
+  os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_atomic_dir_after_a_kill_leaves_no_temporary_behind(tmp_path):
+  target = str(tmp_path / "export")
+  proc = subprocess.run([sys.executable, "-c", _KILLED_IN_ATOMIC_DIR, target],
+                        cwd=ROOT, timeout=120)
+  assert proc.returncode == -9
+  left = os.listdir(str(tmp_path))
+  assert len(left) == 1 and left[0].startswith(".export.tmp-")
+  with file_utils.atomic_dir(target) as tmp:
+    open(os.path.join(tmp, "whole"), "w").close()
+  assert os.listdir(str(tmp_path)) == ["export"]
+  assert os.listdir(target) == ["whole"]
