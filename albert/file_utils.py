@@ -207,7 +207,8 @@ def scratch_dir(prefix, parent=None):
 
   Directories of the same prefix whose process was killed on this host
   (kill -9, out of memory: no clean-up ran) are removed first, so re-runs
-  do not pile them up. Those of live processes or other hosts are kept.
+  do not pile them up. Those of live processes, other hosts and other
+  users are kept.
   """
   parent = parent or tempfile.gettempdir()
   host = _hostname()
@@ -215,7 +216,8 @@ def scratch_dir(prefix, parent=None):
     owner = _scratch_owner(name, prefix)
     path = os.path.join(parent, name)
     if (owner is None or owner[0] != host or _alive(*owner) or
-        os.path.islink(path) or not os.path.isdir(path)):
+        os.path.islink(path) or not os.path.isdir(path) or
+        os.stat(path).st_uid != os.getuid()):
       continue
     logging.info("Removing %s, left by process %d, which is gone.", path,
                  owner[1])

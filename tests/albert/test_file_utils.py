@@ -173,8 +173,12 @@ def test_scratch_dir_removes_only_what_a_killed_process_left(tmp_path):
       "other prefix": "user-%s-%d-abc123" % (host, dead),
       "no owner": "job-abc123",
   }
+  if os.getuid() == 0:  # only root can hand a directory to another user
+    names["other user"] = "job-%s-%d-ghi789" % (host, dead)
   for name in names.values():
     os.makedirs(str(tmp_path / name / "inside"))
+  if "other user" in names:
+    os.chown(str(tmp_path / names["other user"]), os.getuid() + 1, -1)
   (tmp_path / ("job-%s-%d-file" % (host, dead))).write_text("not a dir")
   made = file_utils.scratch_dir("job-", str(tmp_path))
   assert os.path.basename(made).startswith("job-%s-%d-" % (host, os.getpid()))
