@@ -172,6 +172,9 @@ def test_scratch_dir_removes_only_what_a_killed_process_left(tmp_path):
       "other host": "job-elsewhere-%d-abc123" % dead,
       "other prefix": "user-%s-%d-abc123" % (host, dead),
       "no owner": "job-abc123",
+      # temp_path's name (pid, no host): export_to_tfhub's previous export
+      # put aside during --overwrite, which a kill leaves for the user.
+      "set aside": "job-%d-abc12345" % dead,
   }
   if os.getuid() == 0:  # only root can hand a directory to another user
     names["other user"] = "job-%s-%d-ghi789" % (host, dead)
