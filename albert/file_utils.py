@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import uuid
 
@@ -188,7 +189,8 @@ def atomic_dir(path):
     os.makedirs(parent, exist_ok=True)
     tmp = scratch_dir(".%s.tmp-" % os.path.basename(path), parent)
   else:
-    tmp = scratch_dir("bioalbert-")
+    # Its own prefix: no other scratch_dir prefix may begin with it.
+    tmp = scratch_dir("bioalbert-upload-")
   try:
     yield tmp
     if is_local(path):
@@ -214,10 +216,14 @@ def scratch_dir(prefix, parent=None):
   host = _hostname()
   for name in os.listdir(parent):
     owner = _scratch_owner(name, prefix)
+    if owner is None or owner[0] != host or _alive(*owner):
+      continue
     path = os.path.join(parent, name)
-    if (owner is None or owner[0] != host or _alive(*owner) or
-        os.path.islink(path) or not os.path.isdir(path) or
-        os.stat(path).st_uid != os.getuid()):
+    try:
+      info = os.lstat(path)  # a symlink is not a directory here
+    except OSError:  # another run removed it first
+      continue
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
       continue
     logging.info("Removing %s, left by process %d, which is gone.", path,
                  owner[1])

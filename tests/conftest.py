@@ -1,5 +1,6 @@
 """Shared fixtures: the real data directory (tests skip when it is absent)."""
 import os
+import subprocess
 import sys
 
 import pytest
@@ -9,6 +10,14 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 from bio import paths  # pylint: disable=wrong-import-position
+
+
+@pytest.fixture
+def dead_pid():
+  """The pid of a process that has exited (for stale locks and leftovers)."""
+  proc = subprocess.Popen([sys.executable, "-c", "pass"])
+  proc.wait()
+  return proc.pid
 
 
 @pytest.fixture(scope="session")

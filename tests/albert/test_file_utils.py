@@ -158,14 +158,9 @@ def test_dir_lock_other_process_and_stale_lock(tmp_path):
   assert not os.path.exists(os.path.join(directory, ".lock"))
 
 
-def _dead_pid():
-  proc = subprocess.Popen([sys.executable, "-c", "pass"])
-  proc.wait()
-  return proc.pid
-
-
-def test_scratch_dir_removes_only_what_a_killed_process_left(tmp_path):
-  host, dead = socket.gethostname(), _dead_pid()
+def test_scratch_dir_removes_only_what_a_killed_process_left(tmp_path,
+                                                            dead_pid):
+  host, dead = socket.gethostname(), dead_pid
   names = {
       "killed": "job-%s-%d-abc123" % (host, dead),
       "alive": "job-%s-%d-def456" % (host, os.getpid()),

@@ -934,13 +934,7 @@ def _other_config_checkpoint(directory, config):
   return other
 
 
-def _dead_pid():
-  proc = subprocess.Popen([sys.executable, "-c", "pass"])
-  proc.wait()
-  return proc.pid
-
-
-def test_script_hardening_errors_and_stale_lock(tmp_path, config):
+def test_script_hardening_errors_and_stale_lock(tmp_path, config, dead_pid):
   data = str(tmp_path / "data.tfrecord")
   records = _write_synthetic(data, 40)
   with open(data, "rb") as f:
@@ -962,7 +956,7 @@ def test_script_hardening_errors_and_stale_lock(tmp_path, config):
   # A live process (this one) holds "locked"; a dead one held "stale".
   host = socket.gethostname()
   (dirs["locked"] / ".lock").write_text("%s %d\n" % (host, os.getpid()))
-  (dirs["stale"] / ".lock").write_text("%s %d\n" % (host, _dead_pid()))
+  (dirs["stale"] / ".lock").write_text("%s %d\n" % (host, dead_pid))
   other = _other_config_checkpoint(str(dirs["shapes"]), config)
 
   script = [sys.executable, SCRIPT, "--albert_config_file=" + TINY_CONFIG,
